@@ -1,0 +1,1 @@
+// Lets a library folder exist before its first source file.

@@ -1,0 +1,78 @@
+// `atspeed bench matmul`: fp32 matmul throughput, to confirm a fast BLAS is in use (the reference
+// BLAS is ~20x slower). Prints a table and writes JSON. Later benchmarks join `atspeed bench`.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "core/config_types.h"
+#include "launch/commands.h"
+
+namespace atspeed::launch {
+namespace {
+
+struct MatmulOptions {
+  std::vector<int64_t> sizes{256, 512, 1024, 2048};
+  int repeats = 5;
+  std::string json = "";  // default: <run.out_dir>/bench_matmul.json
+  std::vector<std::string> overrides;
+};
+
+double time_matmul(int64_t n, int repeats) {
+  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  at::mm(a, b);  // warm-up
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    at::Tensor c = at::mm(a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, s);
+  }
+  return best;
+}
+
+void run_matmul(const MatmulOptions& opt) {
+  Config config = load_config(opt.overrides);
+  const auto run = read_section<RunConfig>(config, "run");
+  std::string blas = "unknown";
+  {
+    const std::string info = at::show_config();
+    const auto pos = info.find("BLAS_INFO=");
+    if (pos != std::string::npos) blas = info.substr(pos + 10, info.find(',', pos) - pos - 10);
+  }
+  nlohmann::json out = {{"benchmark", "matmul_fp32"}, {"threads", at::get_num_threads()}, {"blas", blas}, {"results", nlohmann::json::array()}};
+  std::cout << "fp32 matmul, " << at::get_num_threads() << " threads, BLAS " << blas << "\n";
+  std::cout << "     n   best time (ms)   GFLOP/s\n";
+  for (int64_t n : opt.sizes) {
+    const double s = time_matmul(n, opt.repeats);
+    const double gflops = 2.0 * n * n * n / s / 1e9;
+    std::printf("%6ld   %14.3f   %7.1f\n", static_cast<long>(n), s * 1e3, gflops);
+    out["results"].push_back({{"n", n}, {"seconds", s}, {"gflops", gflops}});
+  }
+  const std::string path = opt.json.empty() ? run.out_dir + "/bench_matmul.json" : opt.json;
+  if (std::filesystem::path(path).has_parent_path()) std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << out.dump(2) << "\n";
+  config.save_to_dir(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().string());
+  std::cout << "wrote " << path << "\n";
+}
+
+RegisterCommand reg([](CLI::App& app) {
+  CLI::App* bench = app.get_subcommand_ptr("bench") ? app.get_subcommand("bench")
+                                                      : app.add_subcommand("bench", "benchmarks: print a table, write JSON");
+  bench->require_subcommand(1);
+  auto opt = std::make_shared<MatmulOptions>();
+  CLI::App* cmd = bench->add_subcommand("matmul", "fp32 matmul GFLOP/s (checks that a fast BLAS is in use)");
+  cmd->add_option("--sizes", opt->sizes, "matrix sizes n (n x n times n x n)")->capture_default_str();
+  cmd->add_option("--repeats", opt->repeats, "timed repeats per size; the best is reported")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--json", opt->json, "output JSON path (default <run.out_dir>/bench_matmul.json)");
+  cmd->add_option("overrides", opt->overrides, "config overrides");
+  cmd->callback([opt] { run_matmul(*opt); });
+});
+
+}  // namespace
+}  // namespace atspeed::launch

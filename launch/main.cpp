@@ -1,0 +1,82 @@
+// atspeed: one binary, one subcommand per pipeline stage. Thin: parse, then hand over.
+#include <ATen/Version.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "core/config_types.h"
+#include "core/errors.h"
+#include "core/logging.h"
+#include "launch/commands.h"
+
+namespace atspeed::launch {
+
+GlobalOptions& global_options() {
+  static GlobalOptions options;
+  return options;
+}
+
+std::vector<std::function<void(CLI::App&)>>& command_setups() {
+  static std::vector<std::function<void(CLI::App&)>> setups;
+  return setups;
+}
+
+RegisterCommand::RegisterCommand(std::function<void(CLI::App&)> setup) { command_setups().push_back(std::move(setup)); }
+
+Config load_config(const std::vector<std::string>& overrides) {
+  const auto& g = global_options();
+  Config config = Config::compose(find_config_dir(g.config_dir), g.config_name, overrides);
+  if (g.print_config) {
+    std::cout << config.to_yaml();
+    throw ConfigPrinted{};
+  }
+  auto log = read_section<LogConfig>(config, "log");
+  set_log_level(g.log_level.empty() ? log.level : g.log_level);
+  apply_threads(read_section<RunConfig>(config, "run").threads);
+  return config;
+}
+
+}  // namespace atspeed::launch
+
+int main(int argc, char** argv) {
+  using namespace atspeed;
+  using namespace atspeed::launch;
+  set_log_rank(0, 1);
+  CLI::App app{"atspeed: speculative beam search for LLM-based generative recommendation"};
+  app.require_subcommand(0, 1);
+  auto& g = global_options();
+  app.set_version_flag("--version", std::string("atspeed ") + ATSPEED_VERSION + " (libtorch " + TORCH_VERSION + ")");
+  app.add_option("--config-dir", g.config_dir, "directory holding config.yaml and its groups");
+  app.add_option("--config-name", g.config_name, "primary config file name without .yaml")->capture_default_str();
+  app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error or off (overrides log.level)");
+  app.add_flag("--cfg", g.print_config, "print the resolved config (with any overrides) and exit");
+  std::vector<std::string> overrides;
+  app.add_option("overrides", overrides, "config overrides: group=option, a.b=value, +a.b=value");
+  app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 checkpoint, 6 distributed, 7 device.");
+  for (auto& setup : command_setups()) setup(app);
+  app.callback([&]() {
+    if (g.print_config && app.get_subcommands().empty()) {
+      load_config(overrides);
+    } else if (app.get_subcommands().empty()) {
+      if (!overrides.empty()) throw CLI::ValidationError("overrides need a subcommand or --cfg");
+      std::cout << app.help();
+    }
+  });
+  try {
+    app.parse(argc, argv);
+    return 0;
+  } catch (const ConfigPrinted&) {
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : exit_code(ErrorKind::Usage);
+  } catch (const Error& e) {
+    spdlog::error("{}: {}", to_string(e.kind()), e.message());
+    spdlog::debug("raised at {}", e.location());
+    return exit_code(e.kind());
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    return exit_code(ErrorKind::Internal);
+  }
+}

@@ -1,0 +1,64 @@
+// The real `atspeed` binary: help, version, --cfg and its errors, exit codes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace atspeed {
+namespace {
+
+using test::run_atspeed;
+
+TEST(CliTest, HelpAndVersion) {
+  auto help = run_atspeed("--help");
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("Exit codes"), std::string::npos);
+  auto version = run_atspeed("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("atspeed 0."), std::string::npos) << version.output;
+  EXPECT_NE(version.output.find("libtorch 2."), std::string::npos) << version.output;
+}
+
+TEST(CliTest, CfgPrintsResolvedConfigWithOverrides) {
+  auto r = run_atspeed("--cfg model=draft_small run.seed=11 +run.tag=abc");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("name: draft_small"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("seed: 11"), std::string::npos);
+  EXPECT_NE(r.output.find("tag: abc"), std::string::npos);
+  EXPECT_EQ(r.output.find("defaults"), std::string::npos);
+}
+
+TEST(CliTest, ConfigErrorsExitWithCode3AndNameTheKey) {
+  auto r = run_atspeed("--cfg run.seeed=1");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("run.seeed: unknown key"), std::string::npos) << r.output;
+  r = run_atspeed("--cfg model=nonexistent");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.output.find("available:"), std::string::npos) << r.output;
+  r = run_atspeed("--config-dir /nonexistent --cfg");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.output.find("/nonexistent"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, UsageErrorsExitWithCode2) {
+  auto r = run_atspeed("--no-such-flag");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run_atspeed("no-such-subcommand-or-override");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+TEST(CliTest, BenchMatmulWritesJsonAndConfig) {
+  test::TempDir dir;
+  auto r = run_atspeed("bench matmul --sizes 64 128 --repeats 2 --json " + dir.str("m.json") + " run.threads=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("GFLOP/s"), std::string::npos);
+  std::ifstream f(dir.str("m.json"));
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"gflops\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"threads\": 1"), std::string::npos) << text;
+  EXPECT_TRUE(std::filesystem::exists(dir.str("config.yaml")));
+}
+
+}  // namespace
+}  // namespace atspeed
