@@ -53,8 +53,12 @@ target_link_libraries(atspeed_hdf5 INTERFACE ${HDF5_LIBRARIES})
 target_compile_definitions(atspeed_hdf5 INTERFACE ${HDF5_DEFINITIONS})
 
 if(ATSPEED_HAVE_CUDA)
-  find_library(ATSPEED_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} REQUIRED)
-  find_path(ATSPEED_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
+  # The NCCL of the torch wheel (newer than the toolkit's): libtorch_cuda needs its symbols, and one
+  # process must load one NCCL.
+  set(_nccl_root "${ATSPEED_TORCH_DIR}/../nvidia/nccl")
+  find_library(ATSPEED_NCCL_LIBRARY NAMES nccl libnccl.so.2 PATHS "${_nccl_root}/lib" NO_DEFAULT_PATH REQUIRED)
+  find_path(ATSPEED_NCCL_INCLUDE nccl.h PATHS "${_nccl_root}/include" NO_DEFAULT_PATH REQUIRED)
+  list(APPEND CMAKE_BUILD_RPATH "${_nccl_root}/lib")
   add_library(atspeed_nccl INTERFACE)
   target_include_directories(atspeed_nccl SYSTEM INTERFACE ${ATSPEED_NCCL_INCLUDE})
   target_link_libraries(atspeed_nccl INTERFACE ${ATSPEED_NCCL_LIBRARY} CUDA::cudart)

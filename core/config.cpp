@@ -154,10 +154,11 @@ void Config::apply_override(const std::string& text) {
     ATSPEED_THROW(Config, "command line: +", key_path, ": key already exists (drop the '+' to override it)");
   // Walk down, creating maps for '+'.
   YAML::Node wrapped(YAML::NodeType::Map);
+  // yaml-cpp pitfall: `cur = cur[k]` would overwrite the node cur refers to; reset() re-points it.
   YAML::Node cur = wrapped;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-    cur = cur[parts[i]];
+    cur.reset(cur[parts[i]]);
   }
   cur[parts.back()] = value;
   if (exists && at(key_path).IsMap() && !value.IsMap())
@@ -180,10 +181,14 @@ Config Config::from_yaml(const std::string& text, const std::string& origin) {
 }
 
 YAML::Node Config::at(const std::string& key_path) const {
-  YAML::Node cur = YAML::Clone(root_);  // operator[] on a const node never inserts; clone keeps it pure
+  const YAML::Node& root = root_;  // const operator[] never inserts
+  YAML::Node cur(root);
   for (const auto& part : split_path(key_path)) {
-    if (!cur.IsMap() || !cur[part]) return YAML::Node(YAML::NodeType::Undefined);
-    cur = cur[part];
+    if (!cur.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node& parent = cur;
+    YAML::Node child = parent[part];
+    if (!child.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
+    cur.reset(child);
   }
   return cur;
 }

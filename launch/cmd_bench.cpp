@@ -62,8 +62,7 @@ void run_matmul(const MatmulOptions& opt) {
 }
 
 RegisterCommand reg([](CLI::App& app) {
-  CLI::App* bench = app.get_subcommand_ptr("bench") ? app.get_subcommand("bench")
-                                                      : app.add_subcommand("bench", "benchmarks: print a table, write JSON");
+  CLI::App* bench = find_or_add_subcommand(app, "bench", "benchmarks: print a table, write JSON");
   bench->require_subcommand(1);
   auto opt = std::make_shared<MatmulOptions>();
   CLI::App* cmd = bench->add_subcommand("matmul", "fp32 matmul GFLOP/s (checks that a fast BLAS is in use)");

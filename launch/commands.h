@@ -32,4 +32,8 @@ struct RegisterCommand {
 };
 std::vector<std::function<void(CLI::App&)>>& command_setups();
 
+// A subcommand group shared by several cmd_*.cpp files (e.g. `bench`, `data`): the existing one or
+// a new one with this description.
+CLI::App* find_or_add_subcommand(CLI::App& app, const std::string& name, const std::string& description);
+
 }  // namespace atspeed::launch

@@ -1,5 +1,5 @@
 // atspeed: one binary, one subcommand per pipeline stage. Thin: parse, then hand over.
-#include <ATen/Version.h>
+#include <torch/version.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -20,6 +20,12 @@ GlobalOptions& global_options() {
 std::vector<std::function<void(CLI::App&)>>& command_setups() {
   static std::vector<std::function<void(CLI::App&)>> setups;
   return setups;
+}
+
+CLI::App* find_or_add_subcommand(CLI::App& app, const std::string& name, const std::string& description) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() == name) return sub;
+  return app.add_subcommand(name, description);
 }
 
 RegisterCommand::RegisterCommand(std::function<void(CLI::App&)> setup) { command_setups().push_back(std::move(setup)); }

@@ -86,7 +86,11 @@ class MpiCommunicator final : public Communicator {
     int64_t count = t.numel();
     int64_t root_count = count;
     MPI_CHECK(MPI_Bcast(&root_count, 1, MPI_INT64_T, root, comm_));
-    ATSPEED_ENSURE(Distributed, root_count == count, "broadcast: rank ", rank_, " has ", count, " elements, root has ", root_count);
+    // Every rank learns of a mismatch anywhere, so all of them fail together instead of hanging.
+    int local_bad = root_count != count, any_bad = 0;
+    MPI_CHECK(MPI_Allreduce(&local_bad, &any_bad, 1, MPI_INT, MPI_MAX, comm_));
+    ATSPEED_ENSURE(Distributed, !any_bad, "broadcast: tensor sizes differ across ranks (this rank ", rank_, " has ", count,
+                   " elements, root ", root, " has ", root_count, ")");
     at::Tensor work = staging(t);
     MPI_CHECK(MPI_Bcast(work.data_ptr(), static_cast<int>(work.numel()), mpi_type(work.scalar_type()), root, comm_));
     write_back(t, work);

@@ -1,0 +1,34 @@
+// The `data` config section (configs/data/<name>.yaml).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+#include "data/synth.h"
+
+namespace atspeed {
+
+struct DataConfig {
+  std::string name = "beauty";
+  // Dataset directory. A relative path is relative to the current working directory (not to the
+  // config file): the shipped configs assume atspeed runs from the repository root, where the data
+  // lives at ../shared/data/amazon/<ds>. An absolute path works from anywhere.
+  std::string dir = "../shared/data/amazon/beauty";
+  // Index file inside dir; "" = the single *.LCRec*.json file there.
+  std::string index_file;
+  std::string source = "files";      // files: read dir; synthetic: generate into dir when absent/stale
+  int levels = 4;                    // code levels per item
+  int64_t codebook_size = 256;       // codes per level
+  int history_len = 20;              // history cut to its last history_len items (SPEC §1.5)
+  bool sep_token = true;             // SEP after every history item in the prompt
+  std::string constraint = "trie";   // trie (real items only, SPEC §9.1) or level (the reference's timing setup)
+  std::string train_samples = "all_prefixes";  // target training: every prefix (§9.7) or last (one per user)
+  std::string draft_samples = "last";          // teacher data / draft training: last (§1.5) or all_prefixes
+  SynthOptions synthetic;            // generator parameters, used when source = synthetic
+
+  void read(ConfigSection& s);
+  void validate() const;
+};
+
+}  // namespace atspeed

@@ -1,0 +1,85 @@
+#include "data/samples.h"
+
+#include <algorithm>
+
+#include "core/errors.h"
+
+namespace atspeed {
+
+TrainSamples parse_train_samples(const std::string& text) {
+  if (text == "all_prefixes") return TrainSamples::AllPrefixes;
+  if (text == "last") return TrainSamples::Last;
+  ATSPEED_THROW(Config, "unknown sample mode '", text, "' (all_prefixes or last)");
+}
+
+namespace {
+std::vector<int64_t> last_n(const std::vector<int64_t>& seq, size_t end, int history_len) {
+  const size_t begin = end > static_cast<size_t>(history_len) ? end - static_cast<size_t>(history_len) : 0;
+  return {seq.begin() + static_cast<std::ptrdiff_t>(begin), seq.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+}  // namespace
+
+std::vector<Sample> make_train_samples(const Dataset& ds, TrainSamples mode, int history_len) {
+  ATSPEED_CHECK(history_len >= 1, "history_len ", history_len);
+  std::vector<Sample> out;
+  for (int64_t u = 0; u < ds.num_users(); ++u) {
+    const auto& seq = ds.train[static_cast<size_t>(u)];
+    if (seq.size() < 2) continue;
+    const size_t first = mode == TrainSamples::AllPrefixes ? 1 : seq.size() - 1;
+    for (size_t i = first; i < seq.size(); ++i) out.push_back({u, last_n(seq, i, history_len), {seq[i]}});
+  }
+  return out;
+}
+
+std::vector<Sample> make_valid_samples(const Dataset& ds, int history_len) {
+  std::vector<Sample> out;
+  for (int64_t u = 0; u < ds.num_users(); ++u) {
+    const auto& v = ds.valid[static_cast<size_t>(u)];
+    if (v.empty()) continue;
+    const auto& t = ds.train[static_cast<size_t>(u)];
+    out.push_back({u, last_n(t, t.size(), history_len), {v.front()}});
+  }
+  return out;
+}
+
+std::vector<Sample> make_test_samples(const Dataset& ds, int history_len) {
+  std::vector<Sample> out;
+  for (int64_t u = 0; u < ds.num_users(); ++u) {
+    const auto& te = ds.test[static_cast<size_t>(u)];
+    if (te.empty()) continue;
+    std::vector<int64_t> h = ds.train[static_cast<size_t>(u)];
+    const auto& v = ds.valid[static_cast<size_t>(u)];
+    h.insert(h.end(), v.begin(), v.end());
+    out.push_back({u, last_n(h, h.size(), history_len), te});
+  }
+  return out;
+}
+
+PromptFormat::PromptFormat(std::shared_ptr<const ItemCatalog> catalog, bool sep_token)
+    : catalog_(std::move(catalog)), sep_(sep_token) {
+  ATSPEED_CHECK(catalog_ != nullptr, "null catalogue");
+}
+
+void PromptFormat::append_prompt(std::span<const int64_t> history, std::vector<int64_t>& out) const {
+  out.push_back(Vocabulary::kBos);
+  for (int64_t item : history) {
+    catalog_->append_item_tokens(item, out);
+    if (sep_) out.push_back(Vocabulary::kSep);
+  }
+  out.push_back(Vocabulary::kResp);
+}
+
+std::vector<int64_t> PromptFormat::prompt(std::span<const int64_t> history) const {
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(prompt_length(static_cast<int64_t>(history.size()))));
+  append_prompt(history, out);
+  return out;
+}
+
+std::vector<int64_t> PromptFormat::response(int64_t item) const {
+  auto out = catalog_->item_tokens(item);
+  out.push_back(Vocabulary::kEos);
+  return out;
+}
+
+}  // namespace atspeed
