@@ -2,12 +2,14 @@
 #include <torch/version.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
 #include "core/config_types.h"
 #include "core/errors.h"
 #include "core/logging.h"
+#include "data/dataset.h"
 #include "launch/commands.h"
 
 namespace atspeed::launch {
@@ -32,7 +34,20 @@ RegisterCommand::RegisterCommand(std::function<void(CLI::App&)> setup) { command
 
 Config load_config(const std::vector<std::string>& overrides) {
   const auto& g = global_options();
-  Config config = Config::compose(find_config_dir(g.config_dir), g.config_name, overrides);
+  const std::string config_dir = find_config_dir(g.config_dir);
+  Config config = Config::compose(config_dir, g.config_name, overrides);
+  // The real data sits beside the repository; where it is absent (a user's fresh machine) the
+  // synthetic generator stands in, unless the user picked a dataset.
+  const bool data_chosen = std::any_of(overrides.begin(), overrides.end(),
+                                       [](const std::string& o) { return o.rfind("data=", 0) == 0; });
+  const auto choice = config.choices().find("data");
+  if (!data_chosen && choice != config.choices().end() && choice->second == "beauty" &&
+      default_data_option() == "synthetic") {
+    spdlog::info("../shared/data/amazon/beauty not found: using data=synthetic");
+    std::vector<std::string> effective{"data=synthetic"};
+    effective.insert(effective.end(), overrides.begin(), overrides.end());
+    config = Config::compose(config_dir, g.config_name, effective);
+  }
   if (g.print_config) {
     std::cout << config.to_yaml();
     throw ConfigPrinted{};

@@ -162,7 +162,7 @@ TEST(DataCliTest, PreprocessWritesALoadableDataset) {
       out << R"({"reviewerID": "U)" << u << R"(", "asin": "B)" << (u * 7 + k * 3) % 30 << R"(", "overall": )"
           << (k == 5 && u % 3 == 0 ? 2.0 : 5.0) << R"(, "unixReviewTime": )" << 86400 * (u + 10 * k) << "}\n";
   out.close();
-  auto r = test::run_atspeed("preprocess --input " + tmp.str("reviews.json") + " --out " + tmp.str("toy"));
+  auto r = test::run_atspeed("preprocess --input " + tmp.str("reviews.json") + " --out " + tmp.str("toy") + " --kmeans-iters 5");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto ds = load_dataset(tmp.str("toy"));
   EXPECT_GT(ds.num_users(), 0);
