@@ -104,7 +104,10 @@ void generate_synthetic_dataset(const std::string& dir, const SynthOptions& o, c
     }
     int64_t cluster = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(C)));
     int64_t sub = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(S)));
-    int64_t day = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(horizon_days * 3 / 4)));
+    // Users stay active over a long stretch of the timeline, as in the Amazon data, so the global
+    // time split leaves most users a training history and gives ~15-20% of them test items.
+    int64_t day = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(horizon_days * 2 / 5)));
+    const double mean_gap_days = 0.6 * static_cast<double>(horizon_days) / static_cast<double>(len);
     std::unordered_set<int64_t> seen;
     for (int64_t k = 0; k < len; ++k) {
       if (k > 0) {
@@ -114,7 +117,7 @@ void generate_synthetic_dataset(const std::string& dir, const SynthOptions& o, c
         } else if (uniform01(rng) < 0.3) {
           sub = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(S)));
         }
-        day += static_cast<int64_t>(-std::log(1.0 - uniform01(rng)) * 20.0);
+        day += static_cast<int64_t>(-std::log(1.0 - uniform01(rng)) * mean_gap_days);
       }
       int64_t item = -1;
       for (int attempt = 0; attempt < 8 && item < 0; ++attempt) {

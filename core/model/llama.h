@@ -1,0 +1,154 @@
+// LLaMA decoder (HuggingFace LlamaForCausalLM layout) on the libtorch C++ frontend.
+//
+// Parameter names are HF's, so an HF state dict maps one to one:
+//   model.embed_tokens.weight                          [V, hidden]
+//   model.layers.{i}.self_attn.{q,o}_proj.weight       [hidden, hidden]
+//   model.layers.{i}.self_attn.{k,v}_proj.weight       [kv_heads*head_dim, hidden]
+//   model.layers.{i}.mlp.{gate,up}_proj.weight         [intermediate, hidden]
+//   model.layers.{i}.mlp.down_proj.weight              [hidden, intermediate]
+//   model.layers.{i}.{input,post_attention}_layernorm.weight [hidden]
+//   model.norm.weight                                  [hidden]
+//   lm_head.weight                                     [V, hidden]  (absent when tie_word_embeddings:
+//                                                       the logits then use model.embed_tokens.weight)
+// No biases. RMSNorm in float32, rotary embeddings with HF's rotate_half convention, SwiGLU MLP,
+// grouped-query attention. Attention takes an explicit additive mask, so causal prefill, batched
+// decoding and tree attention (SPEC §2.3, §3.3) all use the same forward.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/config_types.h"
+
+namespace atspeed::model {
+
+struct LlamaOptions {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 256;
+  int64_t intermediate_size = 688;
+  int64_t num_hidden_layers = 4;
+  int64_t num_attention_heads = 8;
+  int64_t num_key_value_heads = 4;
+  int64_t max_position_embeddings = 2048;
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  at::ScalarType dtype = at::kFloat;  // parameter dtype (float32 or bfloat16)
+
+  // Copies the HF-named fields; vocab_size must already be resolved (> 0). "float32"/"bfloat16".
+  static LlamaOptions from_config(const ModelConfig& config);
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // Throws Error(Config) naming the offending field.
+  void validate() const;
+};
+
+// Per-layer key/value cache. Token j of the cache is sequence slot j (the column order the
+// attention masks refer to), independent of its position id.
+struct KvCache {
+  std::vector<at::Tensor> k;  // per layer: [B, kv_heads, len, head_dim], model dtype; empty until first forward
+  std::vector<at::Tensor> v;  // per layer: [B, kv_heads, len, head_dim], model dtype
+
+  // Number of cached tokens (0 when empty).
+  int64_t length() const;
+  bool empty() const { return length() == 0; }
+  // Keeps the first len tokens (0 <= len <= length()).
+  void truncate(int64_t len);
+  // Keeps the tokens at index (int64 [len'], any order, values in [0, length())), in index order.
+  void compact(const at::Tensor& index);
+  void clear();
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x);  // x: [..., dim] -> same shape and dtype
+  at::Tensor weight;                        // [dim], model dtype, initialised to ones
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  explicit LlamaAttentionImpl(const LlamaOptions& o);
+  // x: [B, n, hidden]; cos/sin: [B, n, head_dim]; mask: [B, n, past+n] additive;
+  // k_cache/v_cache: [B, kv_heads, past, head_dim] or undefined; on return they hold past+n tokens
+  // (only when update_cache).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     at::Tensor* k_cache, at::Tensor* v_cache);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t num_heads, num_kv_heads, head_dim;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMLPImpl : public torch::nn::Module {
+ public:
+  explicit LlamaMLPImpl(const LlamaOptions& o);
+  at::Tensor forward(const at::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMLP);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit LlamaDecoderLayerImpl(const LlamaOptions& o);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     at::Tensor* k_cache, at::Tensor* v_cache);
+  LlamaAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+// HF's LlamaModel: the decoder stack without the head ("model." prefix).
+class LlamaBackboneImpl : public torch::nn::Module {
+ public:
+  explicit LlamaBackboneImpl(const LlamaOptions& o);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaBackbone);
+
+// HF's LlamaForCausalLM.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const LlamaOptions& o);
+
+  // tokens: [B, n] int64; positions: [B, n] int64 (rotary position ids);
+  // attn_mask: [B, n, past+n] additive float (0 = attend, -inf = blocked), past = cache ? cache->length() : 0;
+  //   columns [0, past) are the cached tokens, column past + j is new token j.
+  // cache (nullable): the new tokens' K/V are appended to it.
+  // Returns logits [B, n, V] in the model dtype.
+  at::Tensor forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask,
+                     KvCache* cache = nullptr);
+  // Final hidden states [B, n, hidden] (after model.norm); same arguments as forward.
+  at::Tensor hidden_states(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask,
+                           KvCache* cache = nullptr);
+  // hidden: [..., hidden] -> logits [..., V].
+  at::Tensor logits(const at::Tensor& hidden);
+
+  const LlamaOptions& options() const { return options_; }
+
+  LlamaBackbone model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  LlamaOptions options_;
+};
+TORCH_MODULE(LlamaModel);
+
+// Plain causal additive mask [B, n, past+n]: new token i sees all past tokens and new tokens 0..i.
+at::Tensor causal_mask(int64_t batch, int64_t n, int64_t past, at::ScalarType dtype, at::Device device);
+
+// Rotary cos/sin [B, n, head_dim] (float32 math, cast to dtype) for positions [B, n] int64.
+std::pair<at::Tensor, at::Tensor> rotary_cos_sin(const at::Tensor& positions, int64_t head_dim, double theta,
+                                                 at::ScalarType dtype);
+
+}  // namespace atspeed::model
