@@ -23,6 +23,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/config_types.h"
@@ -78,8 +79,8 @@ class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaOptions& o);
   // x: [B, n, hidden]; cos/sin: [B, n, head_dim]; mask: [B, n, past+n] additive;
-  // k_cache/v_cache: [B, kv_heads, past, head_dim] or undefined; on return they hold past+n tokens
-  // (only when update_cache).
+  // k_cache/v_cache (both null for no cache): [B, kv_heads, past, head_dim] or undefined; on return they
+  // hold past+n tokens.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      at::Tensor* k_cache, at::Tensor* v_cache);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};

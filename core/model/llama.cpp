@@ -1,0 +1,282 @@
+#include "core/model/llama.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "core/errors.h"
+
+namespace atspeed::model {
+
+// ---------------------------------------------------------------------------------------------
+// LlamaOptions
+
+LlamaOptions LlamaOptions::from_config(const ModelConfig& c) {
+  LlamaOptions o;
+  o.vocab_size = c.vocab_size;
+  o.hidden_size = c.hidden_size;
+  o.intermediate_size = c.intermediate_size;
+  o.num_hidden_layers = c.num_hidden_layers;
+  o.num_attention_heads = c.num_attention_heads;
+  o.num_key_value_heads = c.num_key_value_heads;
+  o.max_position_embeddings = c.max_position_embeddings;
+  o.rope_theta = c.rope_theta;
+  o.rms_norm_eps = c.rms_norm_eps;
+  o.tie_word_embeddings = c.tie_word_embeddings;
+  if (c.dtype == "float32") {
+    o.dtype = at::kFloat;
+  } else if (c.dtype == "bfloat16") {
+    o.dtype = at::kBFloat16;
+  } else {
+    ATSPEED_THROW(Config, "model.dtype: must be float32 or bfloat16 (got '", c.dtype, "')");
+  }
+  o.validate();
+  return o;
+}
+
+void LlamaOptions::validate() const {
+  ATSPEED_ENSURE(Config, vocab_size > 0, "model.vocab_size: must be > 0 (got ", vocab_size, ")");
+  ATSPEED_ENSURE(Config, hidden_size > 0, "model.hidden_size: must be > 0 (got ", hidden_size, ")");
+  ATSPEED_ENSURE(Config, intermediate_size > 0, "model.intermediate_size: must be > 0 (got ", intermediate_size, ")");
+  ATSPEED_ENSURE(Config, num_hidden_layers > 0, "model.num_hidden_layers: must be > 0 (got ", num_hidden_layers, ")");
+  ATSPEED_ENSURE(Config, num_attention_heads > 0, "model.num_attention_heads: must be > 0 (got ", num_attention_heads,
+                 ")");
+  ATSPEED_ENSURE(Config, hidden_size % num_attention_heads == 0, "model.hidden_size (", hidden_size,
+                 ") must be divisible by model.num_attention_heads (", num_attention_heads, ")");
+  ATSPEED_ENSURE(Config, head_dim() % 2 == 0, "model: head_dim (", head_dim(), ") must be even for rotary embeddings");
+  ATSPEED_ENSURE(Config, num_key_value_heads > 0 && num_attention_heads % num_key_value_heads == 0,
+                 "model.num_key_value_heads (", num_key_value_heads, ") must divide model.num_attention_heads (",
+                 num_attention_heads, ")");
+  ATSPEED_ENSURE(Config, rope_theta > 0, "model.rope_theta: must be > 0");
+  ATSPEED_ENSURE(Config, rms_norm_eps > 0, "model.rms_norm_eps: must be > 0");
+  ATSPEED_ENSURE(Config, dtype == at::kFloat || dtype == at::kBFloat16, "model.dtype: must be float32 or bfloat16");
+}
+
+// ---------------------------------------------------------------------------------------------
+// KvCache
+
+int64_t KvCache::length() const {
+  if (k.empty() || !k[0].defined()) return 0;
+  return k[0].size(2);
+}
+
+void KvCache::truncate(int64_t len) {
+  const int64_t cur = length();
+  ATSPEED_CHECK(len >= 0 && len <= cur, "KvCache::truncate(", len, ") with length ", cur);
+  if (len == cur) return;
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = k[i].narrow(2, 0, len);
+    v[i] = v[i].narrow(2, 0, len);
+  }
+}
+
+void KvCache::compact(const at::Tensor& index) {
+  const int64_t cur = length();
+  ATSPEED_CHECK(index.dim() == 1 && index.scalar_type() == at::kLong, "KvCache::compact: index must be int64 [len']");
+  if (index.numel() > 0) {
+    ATSPEED_CHECK(index.min().item<int64_t>() >= 0 && index.max().item<int64_t>() < cur,
+                  "KvCache::compact: index outside [0, ", cur, ")");
+  }
+  if (k.empty()) return;
+  const at::Tensor idx = index.to(k[0].device());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = k[i].index_select(2, idx);
+    v[i] = v[i].index_select(2, idx);
+  }
+}
+
+void KvCache::clear() {
+  k.clear();
+  v.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+at::Tensor causal_mask(int64_t batch, int64_t n, int64_t past, at::ScalarType dtype, at::Device device) {
+  // Column c is blocked for row i when c > past + i.
+  auto opts = at::TensorOptions().dtype(dtype).device(device);
+  at::Tensor m = at::full({n, past + n}, -std::numeric_limits<float>::infinity(), opts).triu(past + 1);
+  return m.unsqueeze(0).expand({batch, n, past + n}).contiguous();
+}
+
+std::pair<at::Tensor, at::Tensor> rotary_cos_sin(const at::Tensor& positions, int64_t head_dim, double theta,
+                                                 at::ScalarType dtype) {
+  auto fopts = at::TensorOptions().dtype(at::kFloat).device(positions.device());
+  // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in float32.
+  at::Tensor exponents = at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong).device(positions.device()))
+                             .to(at::kFloat) /
+                         static_cast<float>(head_dim);
+  at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, fopts), exponents);  // [head_dim/2] float32
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;            // [B, n, head_dim/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                                    // [B, n, head_dim]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+namespace {
+// HF rotate_half: cat(-x2, x1) over the last dim halves.
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x: [B, heads, n, head_dim]; cos/sin: [B, n, head_dim].
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
+  return x * c + rotate_half(x) * s;
+}
+
+// HF repeat_kv: [B, kv, T, d] -> [B, kv*rep, T, d], head h uses kv head h / rep.
+at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
+  if (rep == 1) return x;
+  const int64_t b = x.size(0), kv = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, kv, rep, t, d}).reshape({b, kv * rep, t, d});
+}
+
+torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); }
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Modules
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  const auto in_dtype = x.scalar_type();
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(var + eps);
+  return weight * h.to(in_dtype);
+}
+
+LlamaAttentionImpl::LlamaAttentionImpl(const LlamaOptions& o)
+    : num_heads(o.num_attention_heads), num_kv_heads(o.num_key_value_heads), head_dim(o.head_dim()) {
+  q_proj = register_module("q_proj", linear(o.hidden_size, num_heads * head_dim));
+  k_proj = register_module("k_proj", linear(o.hidden_size, num_kv_heads * head_dim));
+  v_proj = register_module("v_proj", linear(o.hidden_size, num_kv_heads * head_dim));
+  o_proj = register_module("o_proj", linear(num_heads * head_dim, o.hidden_size));
+}
+
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                       const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache) {
+  const int64_t b = x.size(0), n = x.size(1);
+  at::Tensor q = q_proj->forward(x).view({b, n, num_heads, head_dim}).transpose(1, 2);     // [B, H, n, d]
+  at::Tensor k = k_proj->forward(x).view({b, n, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, n, d]
+  at::Tensor v = v_proj->forward(x).view({b, n, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, n, d]
+  q = apply_rotary(q, cos, sin);
+  k = apply_rotary(k, cos, sin);
+  if (k_cache != nullptr) {
+    if (k_cache->defined() && k_cache->size(2) > 0) {
+      k = at::cat({*k_cache, k}, 2);
+      v = at::cat({*v_cache, v}, 2);
+    } else {
+      k = k.contiguous();
+      v = v.contiguous();
+    }
+    *k_cache = k;
+    *v_cache = v;
+  }
+  const int64_t rep = num_heads / num_kv_heads;
+  const at::Tensor kr = repeat_kv(k, rep), vr = repeat_kv(v, rep);  // [B, H, T, d]
+  // Scores and softmax in float32, as HF's eager attention does.
+  at::Tensor scores = at::matmul(q, kr.transpose(2, 3)).to(at::kFloat) / std::sqrt(static_cast<double>(head_dim));
+  scores = scores + mask.to(at::kFloat).unsqueeze(1);  // [B, H, n, T]
+  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
+  at::Tensor out = at::matmul(probs, vr);  // [B, H, n, d]
+  out = out.transpose(1, 2).reshape({b, n, num_heads * head_dim});
+  return o_proj->forward(out);
+}
+
+LlamaMLPImpl::LlamaMLPImpl(const LlamaOptions& o) {
+  gate_proj = register_module("gate_proj", linear(o.hidden_size, o.intermediate_size));
+  up_proj = register_module("up_proj", linear(o.hidden_size, o.intermediate_size));
+  down_proj = register_module("down_proj", linear(o.intermediate_size, o.hidden_size));
+}
+
+at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaOptions& o) {
+  self_attn = register_module("self_attn", LlamaAttention(o));
+  mlp = register_module("mlp", LlamaMLP(o));
+  input_layernorm = register_module("input_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps));
+}
+
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                          const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache) {
+  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, k_cache, v_cache);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+LlamaBackboneImpl::LlamaBackboneImpl(const LlamaOptions& o) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(o.vocab_size, o.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(o));
+  norm = register_module("norm", RMSNorm(o.hidden_size, o.rms_norm_eps));
+}
+
+LlamaModelImpl::LlamaModelImpl(const LlamaOptions& o) : options_(o) {
+  options_.validate();
+  model = register_module("model", LlamaBackbone(options_));
+  if (!options_.tie_word_embeddings) {
+    lm_head = register_module("lm_head", linear(options_.hidden_size, options_.vocab_size));
+  }
+  // HF init: normal(0, 0.02) for linear and embedding weights; RMSNorm weights stay ones.
+  torch::NoGradGuard no_grad;
+  for (auto& p : named_parameters()) {
+    if (p.key().find("layernorm") == std::string::npos && p.key().find("norm.weight") == std::string::npos) {
+      p.value().normal_(0.0, 0.02);
+    }
+  }
+  if (options_.dtype != at::kFloat) to(options_.dtype);
+}
+
+at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Tensor& positions,
+                                         const at::Tensor& attn_mask, KvCache* cache) {
+  const int64_t num_layers = options_.num_hidden_layers;
+  ATSPEED_CHECK(tokens.dim() == 2 && tokens.scalar_type() == at::kLong, "tokens must be [B, n] int64");
+  ATSPEED_CHECK(positions.sizes() == tokens.sizes() && positions.scalar_type() == at::kLong,
+                "positions must be [B, n] int64 like tokens");
+  const int64_t b = tokens.size(0), n = tokens.size(1);
+  const int64_t past = cache != nullptr ? cache->length() : 0;
+  ATSPEED_CHECK(attn_mask.dim() == 3 && attn_mask.size(0) == b && attn_mask.size(1) == n &&
+                    attn_mask.size(2) == past + n,
+                "attn_mask must be [B, n, past+n] = [", b, ", ", n, ", ", past + n, "], got ", attn_mask.sizes());
+  if (cache != nullptr) {
+    if (past == 0) {
+      cache->k.assign(num_layers, at::Tensor());
+      cache->v.assign(num_layers, at::Tensor());
+    }
+    ATSPEED_CHECK(static_cast<int64_t>(cache->k.size()) == num_layers && cache->v.size() == cache->k.size(),
+                  "KvCache has ", cache->k.size(), " layers, model has ", num_layers);
+    ATSPEED_CHECK(past == 0 || cache->k[0].size(0) == b, "KvCache batch ", cache->k[0].size(0), " != ", b);
+  }
+  at::Tensor h = model->embed_tokens->forward(tokens);  // [B, n, hidden]
+  auto [cos, sin] = rotary_cos_sin(positions, options_.head_dim(), options_.rope_theta, h.scalar_type());
+  const at::Tensor mask = attn_mask.to(h.device());
+  for (int64_t i = 0; i < num_layers; ++i) {
+    auto layer = model->layers->ptr<LlamaDecoderLayerImpl>(i);
+    at::Tensor* kc = cache != nullptr ? &cache->k[i] : nullptr;
+    at::Tensor* vc = cache != nullptr ? &cache->v[i] : nullptr;
+    h = layer->forward(h, cos, sin, mask, kc, vc);
+  }
+  return model->norm->forward(h);
+}
+
+at::Tensor LlamaModelImpl::logits(const at::Tensor& hidden) {
+  if (lm_head) return lm_head->forward(hidden);
+  return at::linear(hidden, model->embed_tokens->weight);
+}
+
+at::Tensor LlamaModelImpl::forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& attn_mask,
+                                   KvCache* cache) {
+  return logits(hidden_states(tokens, positions, attn_mask, cache));
+}
+
+}  // namespace atspeed::model
