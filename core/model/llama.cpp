@@ -15,20 +15,11 @@ namespace atspeed::model {
 
 LlamaOptions LlamaOptions::from_config(const ModelConfig& c) {
   LlamaOptions o;
-  o.vocab_size = c.vocab_size;
-  o.hidden_size = c.hidden_size;
-  o.intermediate_size = c.intermediate_size;
-  o.num_hidden_layers = c.num_hidden_layers;
-  o.num_attention_heads = c.num_attention_heads;
-  o.num_key_value_heads = c.num_key_value_heads;
-  o.max_position_embeddings = c.max_position_embeddings;
-  o.rope_theta = c.rope_theta;
-  o.rms_norm_eps = c.rms_norm_eps;
-  o.tie_word_embeddings = c.tie_word_embeddings;
+  static_cast<ModelConfig&>(o) = c;
   if (c.dtype == "float32") {
-    o.dtype = at::kFloat;
+    o.param_dtype = at::kFloat;
   } else if (c.dtype == "bfloat16") {
-    o.dtype = at::kBFloat16;
+    o.param_dtype = at::kBFloat16;
   } else {
     ATSPEED_THROW(Config, "model.dtype: must be float32 or bfloat16 (got '", c.dtype, "')");
   }
@@ -37,21 +28,26 @@ LlamaOptions LlamaOptions::from_config(const ModelConfig& c) {
 }
 
 void LlamaOptions::validate() const {
+  ModelConfig::validate();
   ATSPEED_ENSURE(Config, vocab_size > 0, "model.vocab_size: must be > 0 (got ", vocab_size, ")");
-  ATSPEED_ENSURE(Config, hidden_size > 0, "model.hidden_size: must be > 0 (got ", hidden_size, ")");
-  ATSPEED_ENSURE(Config, intermediate_size > 0, "model.intermediate_size: must be > 0 (got ", intermediate_size, ")");
-  ATSPEED_ENSURE(Config, num_hidden_layers > 0, "model.num_hidden_layers: must be > 0 (got ", num_hidden_layers, ")");
-  ATSPEED_ENSURE(Config, num_attention_heads > 0, "model.num_attention_heads: must be > 0 (got ", num_attention_heads,
-                 ")");
-  ATSPEED_ENSURE(Config, hidden_size % num_attention_heads == 0, "model.hidden_size (", hidden_size,
-                 ") must be divisible by model.num_attention_heads (", num_attention_heads, ")");
-  ATSPEED_ENSURE(Config, head_dim() % 2 == 0, "model: head_dim (", head_dim(), ") must be even for rotary embeddings");
-  ATSPEED_ENSURE(Config, num_key_value_heads > 0 && num_attention_heads % num_key_value_heads == 0,
-                 "model.num_key_value_heads (", num_key_value_heads, ") must divide model.num_attention_heads (",
-                 num_attention_heads, ")");
-  ATSPEED_ENSURE(Config, rope_theta > 0, "model.rope_theta: must be > 0");
-  ATSPEED_ENSURE(Config, rms_norm_eps > 0, "model.rms_norm_eps: must be > 0");
-  ATSPEED_ENSURE(Config, dtype == at::kFloat || dtype == at::kBFloat16, "model.dtype: must be float32 or bfloat16");
+}
+
+TpSplit tp_split_of(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (has(".q_proj.") || has(".k_proj.") || has(".v_proj.") || has(".gate_proj.") || has(".up_proj.")) {
+    return TpSplit::Column;
+  }
+  if (has(".o_proj.") || has(".down_proj.")) return TpSplit::Row;
+  return TpSplit::None;
+}
+
+const char* to_string(TpSplit split) {
+  switch (split) {
+    case TpSplit::Column: return "column";
+    case TpSplit::Row: return "row";
+    case TpSplit::None: break;
+  }
+  return "none";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +230,7 @@ LlamaModelImpl::LlamaModelImpl(const LlamaOptions& o) : options_(o) {
       p.value().normal_(0.0, 0.02);
     }
   }
-  if (options_.dtype != at::kFloat) to(options_.dtype);
+  if (options_.param_dtype != at::kFloat) to(options_.param_dtype);
 }
 
 at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Tensor& positions,

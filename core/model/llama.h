@@ -23,6 +23,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -30,25 +31,24 @@
 
 namespace atspeed::model {
 
-struct LlamaOptions {
-  int64_t vocab_size = 0;
-  int64_t hidden_size = 256;
-  int64_t intermediate_size = 688;
-  int64_t num_hidden_layers = 4;
-  int64_t num_attention_heads = 8;
-  int64_t num_key_value_heads = 4;
-  int64_t max_position_embeddings = 2048;
-  double rope_theta = 10000.0;
-  double rms_norm_eps = 1e-6;
-  bool tie_word_embeddings = false;
-  at::ScalarType dtype = at::kFloat;  // parameter dtype (float32 or bfloat16)
+// The model shape is the config section itself (HF LlamaConfig names); only the parameter dtype is
+// resolved from its string form. validate() is ModelConfig::validate() plus a resolved vocabulary.
+struct LlamaOptions : ModelConfig {
+  at::ScalarType param_dtype = at::kFloat;  // resolved from ModelConfig::dtype (float32 or bfloat16)
 
-  // Copies the HF-named fields; vocab_size must already be resolved (> 0). "float32"/"bfloat16".
+  // vocab_size must already be resolved (> 0).
   static LlamaOptions from_config(const ModelConfig& config);
-  int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // Throws Error(Config) naming the offending field.
   void validate() const;
 };
+
+// How tensor parallelism splits a parameter (Megatron): Column splits the output features (dim 0
+// of a [out, in] weight: q/k/v/gate/up, heads split across ranks), Row splits the input features
+// (dim 1: o_proj, down_proj; followed by an all-reduce), None is replicated (embeddings, norms, head).
+enum class TpSplit { None, Column, Row };
+// The split of a parameter by its HF name ("model.layers.0.self_attn.q_proj.weight" -> Column).
+TpSplit tp_split_of(const std::string& param_name);
+const char* to_string(TpSplit split);
 
 // Per-layer key/value cache. Token j of the cache is sequence slot j (the column order the
 // attention masks refer to), independent of its position id.

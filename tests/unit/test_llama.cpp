@@ -9,6 +9,8 @@
 
 #include "core/errors.h"
 #include "core/model/llama.h"
+#include "core/model/model_io.h"
+#include "tests/test_util.h"
 #include "kernels/tree_mask.h"
 
 namespace atspeed::model {
@@ -109,7 +111,7 @@ TEST(LlamaModelTest, OptionsFromConfigValidate) {
   c.num_key_value_heads = 4;
   c.dtype = "bfloat16";
   LlamaOptions o = LlamaOptions::from_config(c);
-  EXPECT_EQ(o.dtype, at::kBFloat16);
+  EXPECT_EQ(o.param_dtype, at::kBFloat16);
   EXPECT_EQ(o.head_dim(), 32);
 }
 
@@ -271,6 +273,64 @@ TEST(LlamaModelTest, RejectsBadMaskShape) {
   torch::NoGradGuard g;
   at::Tensor tokens = torch::zeros({1, 3}, torch::kLong);
   EXPECT_THROW(m->forward(tokens, positions_from(0, 3), torch::zeros({1, 3, 4}), nullptr), Error);
+}
+
+
+TEST(LlamaModelTest, TensorParallelSplitByName) {
+  LlamaModel m = make_model(tiny_options(2));
+  int columns = 0, rows = 0;
+  for (const auto& p : m->named_parameters()) {
+    const TpSplit s = tp_split_of(p.key());
+    columns += s == TpSplit::Column;
+    rows += s == TpSplit::Row;
+    if (p.key().find("norm") != std::string::npos || p.key().find("embed") != std::string::npos ||
+        p.key() == "lm_head.weight") {
+      EXPECT_EQ(s, TpSplit::None) << p.key();
+    }
+  }
+  EXPECT_EQ(columns, 2 * 5);  // q, k, v, gate, up per layer
+  EXPECT_EQ(rows, 2 * 2);     // o, down per layer
+  EXPECT_EQ(tp_split_of("model.layers.1.self_attn.o_proj.weight"), TpSplit::Row);
+  EXPECT_EQ(tp_split_of("model.layers.1.mlp.up_proj.weight"), TpSplit::Column);
+}
+
+TEST(LlamaModelTest, CheckpointRoundTripGivesIdenticalLogits) {
+  test::TempDir dir;
+  LlamaOptions o = tiny_options(2);
+  LlamaModel m = make_model(o);
+  CheckpointAttributes attrs;
+  attrs.kind = "target";
+  Config config = Config::from_yaml("model:\n  name: tiny\n  vocab_size: 50\n  hidden_size: 16\n"
+                                    "  intermediate_size: 32\n  num_hidden_layers: 2\n  num_attention_heads: 4\n"
+                                    "  num_key_value_heads: 2\n", "test");
+  attrs.config_yaml = config.to_yaml();
+  const std::string path = dir.str("m.h5");
+  {
+    CheckpointWriter w(path, attrs);
+    write_parameters(w, *m);
+    w.commit();
+  }
+  CheckpointReader r(path, "target");
+  EXPECT_EQ(model_config_from_checkpoint(r).hidden_size, 16);
+  LlamaModel loaded = load_model(r);
+  torch::NoGradGuard g;
+  at::Tensor tokens = torch::randint(0, 50, {2, 5}, torch::kLong);
+  EXPECT_TRUE(torch::equal(causal_logits(m, tokens), causal_logits(loaded, tokens)));
+  // A model of another shape is refused with the tensor named.
+  LlamaOptions other = o;
+  other.intermediate_size = 48;
+  LlamaModel wrong(other);
+  try {
+    read_parameters(r, *wrong);
+    FAIL() << "shape mismatch accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Checkpoint);
+    EXPECT_NE(e.message().find("mlp.gate_proj.weight"), std::string::npos) << e.message();
+  }
+  EXPECT_GT(parameter_count(o), 0);
+  int64_t counted = 0;
+  for (const auto& p : m->parameters()) counted += p.numel();
+  EXPECT_EQ(parameter_count(o), counted);
 }
 
 }  // namespace

@@ -1,0 +1,76 @@
+#include "core/model/model_io.h"
+
+#include <torch/torch.h>
+
+#include <set>
+
+#include "core/config.h"
+#include "core/errors.h"
+
+namespace atspeed::model {
+
+void write_parameters(CheckpointWriter& writer, LlamaModelImpl& model) {
+  for (const auto& p : model.named_parameters()) writer.write(p.key(), p.value().detach());
+}
+
+void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model) {
+  torch::NoGradGuard no_grad;
+  std::set<std::string> expected;
+  for (auto& p : model.named_parameters()) {
+    const std::string& name = p.key();
+    expected.insert(name);
+    ATSPEED_ENSURE(Checkpoint, reader.contains(name), reader.path(), ": missing tensor '", name,
+                   "' (the checkpoint does not match model config '", model.options().name, "')");
+    const TensorInfo info = reader.info(name);
+    ATSPEED_ENSURE(Checkpoint, info.shape == p.value().sizes().vec(), reader.path(), ": tensor '", name, "' has shape ",
+                   at::IntArrayRef(info.shape), ", the model expects ", p.value().sizes());
+    p.value().copy_(reader.read(name).to(p.value().dtype()));
+  }
+  for (const TensorInfo& t : reader.list()) {
+    const bool looks_like_param = t.name.rfind("model.", 0) == 0 || t.name.rfind("lm_head.", 0) == 0;
+    ATSPEED_ENSURE(Checkpoint, !looks_like_param || expected.count(t.name), reader.path(), ": unexpected tensor '",
+                   t.name, "' (not a parameter of model config '", model.options().name, "')");
+  }
+}
+
+ModelConfig model_config_from_checkpoint(const CheckpointReader& reader) {
+  const std::string& yaml = reader.attributes().config_yaml;
+  ATSPEED_ENSURE(Checkpoint, !yaml.empty(), reader.path(), ": no config_yaml attribute (not a model checkpoint?)");
+  Config config;
+  try {
+    config = Config::from_yaml(yaml, reader.path() + ":config_yaml");
+  } catch (const Error& e) {
+    ATSPEED_THROW(Checkpoint, reader.path(), ": unreadable config_yaml: ", e.message());
+  }
+  ATSPEED_ENSURE(Checkpoint, config.has("model"), reader.path(), ": config_yaml has no 'model' section");
+  try {
+    return read_section<ModelConfig>(config, "model");
+  } catch (const Error& e) {
+    ATSPEED_THROW(Checkpoint, reader.path(), ": bad model section in config_yaml: ", e.message());
+  }
+}
+
+LlamaModel load_model(const CheckpointReader& reader, const std::optional<std::string>& dtype) {
+  ModelConfig mc = model_config_from_checkpoint(reader);
+  if (dtype) mc.dtype = *dtype;
+  ATSPEED_ENSURE(Checkpoint, mc.vocab_size > 0, reader.path(), ": model.vocab_size is not resolved in config_yaml");
+  LlamaModel model(LlamaOptions::from_config(mc));
+  read_parameters(reader, *model);
+  model->eval();
+  return model;
+}
+
+int64_t parameter_count(const LlamaOptions& o) {
+  const int64_t h = o.hidden_size, kv = o.num_key_value_heads * o.head_dim();
+  const int64_t per_layer = 2 * h * h + 2 * h * kv + 3 * h * o.intermediate_size + 2 * h;
+  const int64_t head = o.tie_word_embeddings ? 0 : o.vocab_size * h;
+  return o.vocab_size * h + o.num_hidden_layers * per_layer + h + head;
+}
+
+double flops_per_token(const LlamaOptions& o, int64_t context) {
+  const double h = static_cast<double>(o.hidden_size), kv = static_cast<double>(o.num_key_value_heads * o.head_dim());
+  const double matmul = o.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * o.intermediate_size) + o.vocab_size * h;
+  return 2.0 * matmul + 4.0 * o.num_hidden_layers * h * static_cast<double>(context);
+}
+
+}  // namespace atspeed::model

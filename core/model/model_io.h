@@ -1,0 +1,35 @@
+// LLaMA models in HDF5 checkpoints: parameters are datasets named by their HF module path, the
+// resolved config (whose `model:` section gives the shape) is the root attribute config_yaml.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/config_types.h"
+#include "core/io/checkpoint.h"
+#include "core/model/llama.h"
+
+namespace atspeed::model {
+
+// Writes every parameter of `model` (HF names, model order, its own dtype) into `writer`.
+void write_parameters(CheckpointWriter& writer, LlamaModelImpl& model);
+
+// Copies every parameter of `model` from the reader's datasets of the same name, converting the
+// stored dtype to the parameter's. A missing tensor or a shape mismatch is Error(Checkpoint) naming
+// the file and the tensor. Tensors in the file that the model does not have (optimizer state,
+// trainer state, ...) are ignored unless they look like model parameters ("model." or "lm_head.").
+void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model);
+
+// The `model:` section of a checkpoint's config_yaml, validated; Error(Checkpoint) when absent.
+ModelConfig model_config_from_checkpoint(const CheckpointReader& reader);
+
+// Builds the model the checkpoint describes and loads its weights. `dtype` ("float32"/"bfloat16")
+// overrides the stored model.dtype when given. Returns the model in eval mode on the CPU.
+LlamaModel load_model(const CheckpointReader& reader, const std::optional<std::string>& dtype = std::nullopt);
+
+// Number of parameters (elements) of the model and the forward FLOPs per token at a given context
+// length (2 * matmul params + attention 4 * layers * hidden * context), used by configs and benches.
+int64_t parameter_count(const LlamaOptions& o);
+double flops_per_token(const LlamaOptions& o, int64_t context);
+
+}  // namespace atspeed::model
