@@ -20,7 +20,7 @@ void SearchOptions::validate() const {
 
 namespace {
 
-struct Candidate {
+struct Scored {
   float score;
   int64_t beam;
   int64_t token;
@@ -32,9 +32,7 @@ bool tuple_less(const std::vector<int64_t>& a, int64_t ta, const std::vector<int
   return ta < tb;
 }
 
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-Beam make_beam(const std::vector<Beam>& beams, const Candidate& c) {
+Beam make_beam(const std::vector<Beam>& beams, const Scored& c) {
   Beam out;
   out.tokens = beams[static_cast<size_t>(c.beam)].tokens;
   out.tokens.push_back(c.token);
@@ -62,7 +60,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
   const int64_t vocab = log_probs.size(1);
   const float* lp = log_probs.data_ptr<float>();
   const int64_t k = options.beam_width;
-  std::vector<Candidate> cands;
+  std::vector<Scored> cands;
 
   if (!options.sample) {
     for (int64_t i = 0; i < nb; ++i) {
@@ -73,7 +71,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
         if (std::isfinite(c)) cands.push_back({c, i, t});
       }
     }
-    auto less = [&](const Candidate& a, const Candidate& b) {
+    auto less = [&](const Scored& a, const Scored& b) {
       if (a.score != b.score) return a.score > b.score;
       return tuple_less(beams[static_cast<size_t>(a.beam)].tokens, a.token, beams[static_cast<size_t>(b.beam)].tokens,
                         b.token);
@@ -89,16 +87,34 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
   // Beam sampling (SPEC §2.1): mask, warp each row (temperature, then top-k per row), add the beam
   // score, softmax over all (beam, token) pairs, draw K without replacement.
   ATSPEED_CHECK(rng != nullptr, "expand_beams: sampling needs a generator");
-  const int64_t row_keep = options.top_k > 0 ? std::max<int64_t>(options.top_k, k > 1 ? 2 : 1) : 0;
+  const std::vector<Candidate> all = scored_candidates(beams, log_probs, constraint, options.temperature, options.top_k, k);
+  std::vector<Beam> out;
+  for (int64_t j : draw_without_replacement(warped_softmax(all), k, *rng)) {
+    const Candidate& c = all[static_cast<size_t>(j)];
+    out.push_back(make_beam(beams, {c.warped, c.row, c.token}));
+  }
+  return out;
+}
+
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& lp_in,
+                                         const Constraint& constraint, double temperature, int64_t top_k, int64_t k) {
+  const at::Tensor lp_t = lp_in.to(at::kCPU, at::kFloat).contiguous();
+  ATSPEED_CHECK(lp_t.dim() == 2 && lp_t.size(0) == static_cast<int64_t>(beams.size()),
+                "scored_candidates: log_probs must be [", beams.size(), ", V], got ", lp_t.sizes());
+  const int64_t vocab = lp_t.size(1);
+  const float* lp = lp_t.data_ptr<float>();
+  const int64_t row_keep = top_k > 0 ? std::max<int64_t>(top_k, k > 1 ? 2 : 1) : 0;
+  std::vector<Candidate> out;
   std::vector<float> row;
-  for (int64_t i = 0; i < nb; ++i) {
-    const Beam& beam = beams[static_cast<size_t>(i)];
-    const auto allowed = constraint.allowed(beam.tokens);
+  for (size_t i = 0; i < beams.size(); ++i) {
+    const auto allowed = constraint.allowed(beams[i].tokens);
+    const float* lp_row = lp + static_cast<int64_t>(i) * vocab;
     row.clear();
     for (int64_t t : allowed) {
-      float w = lp[i * vocab + t];
-      if (options.temperature != 1.0) w = static_cast<float>(w / options.temperature);
-      row.push_back(w);
+      ATSPEED_CHECK(t >= 0 && t < vocab, "scored_candidates: allowed token ", t, " outside the vocabulary ", vocab);
+      row.push_back(temperature != 1.0 ? static_cast<float>(lp_row[t] / temperature) : lp_row[t]);
     }
     // HF's TopKLogitsWarper: drop entries below the row_keep-th largest (ties at the threshold stay).
     float threshold = -std::numeric_limits<float>::infinity();
@@ -108,38 +124,57 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
       threshold = sorted[static_cast<size_t>(row_keep - 1)];
     }
     for (size_t j = 0; j < allowed.size(); ++j) {
-      if (row[j] < threshold) continue;
-      const float c = beam.score + row[j];
-      if (std::isfinite(c)) cands.push_back({c, i, allowed[j]});
+      const float raw = beams[i].score + lp_row[allowed[j]];
+      const float warped = row[j] < threshold ? -std::numeric_limits<float>::infinity() : beams[i].score + row[j];
+      out.push_back({static_cast<int64_t>(i), allowed[j], raw, warped});
     }
   }
-  if (cands.empty()) return {};
-  float max_score = -std::numeric_limits<float>::infinity();
-  for (const auto& c : cands) max_score = std::max(max_score, c.score);
-  std::vector<double> weight(cands.size());
+  return out;
+}
+
+std::vector<double> warped_softmax(const std::vector<Candidate>& cands) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (const auto& c : cands) {
+    if (!std::isnan(c.warped)) mx = std::max(mx, c.warped);
+  }
+  std::vector<double> p(cands.size(), 0.0);
+  if (!std::isfinite(mx)) return p;
+  double z = 0;
+  for (size_t j = 0; j < cands.size(); ++j) {
+    if (std::isfinite(cands[j].warped)) z += (p[j] = std::exp(static_cast<double>(cands[j].warped - mx)));
+  }
+  for (double& x : p) x /= z;
+  return p;
+}
+
+std::vector<int64_t> draw_without_replacement(const std::vector<double>& w_in, int64_t n, std::mt19937_64& rng) {
+  std::vector<double> w = w_in;
   double total = 0;
-  for (size_t j = 0; j < cands.size(); ++j) total += (weight[j] = std::exp(static_cast<double>(cands[j].score - max_score)));
-  std::vector<Beam> out;
-  const int64_t draws = std::min<int64_t>(k, static_cast<int64_t>(cands.size()));
-  for (int64_t d = 0; d < draws && total > 0; ++d) {
-    const double u = uniform01(*rng) * total;
+  for (double x : w) {
+    ATSPEED_CHECK(x >= 0 && std::isfinite(x), "draw_without_replacement: weights must be finite and >= 0");
+    total += x;
+  }
+  std::vector<int64_t> out;
+  while (static_cast<int64_t>(out.size()) < n && total > 0) {
+    const double u = uniform01(rng) * total;
     double acc = 0;
-    size_t pick = cands.size();
-    size_t last_positive = cands.size();
-    for (size_t j = 0; j < cands.size(); ++j) {
-      if (weight[j] <= 0) continue;
-      last_positive = j;
-      acc += weight[j];
+    int64_t pick = -1, last_positive = -1;
+    for (size_t j = 0; j < w.size(); ++j) {
+      if (w[j] <= 0) continue;
+      last_positive = static_cast<int64_t>(j);
+      acc += w[j];
       if (u < acc) {
-        pick = j;
+        pick = static_cast<int64_t>(j);
         break;
       }
     }
-    if (pick == cands.size()) pick = last_positive;  // rounding at the top end
-    if (pick == cands.size()) break;
-    out.push_back(make_beam(beams, cands[pick]));
-    total -= weight[pick];
-    weight[pick] = 0;
+    if (pick < 0) pick = last_positive;  // rounding at the top end
+    if (pick < 0) break;
+    out.push_back(pick);
+    w[static_cast<size_t>(pick)] = 0;
+    // Recomputed rather than subtracted, so rounding never leaves a phantom positive total.
+    total = 0;
+    for (double x : w) total += x;
   }
   return out;
 }

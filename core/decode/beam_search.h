@@ -56,6 +56,27 @@ struct SearchResult {
   SearchStats stats;
 };
 
+// A constraint-allowed candidate (row, token) of one search step: raw = S_row + log p(token);
+// warped = S_row + the warped log-prob (temperature, then the row's top-k; -inf outside it). Without
+// warping (deterministic search) warped == raw.
+struct Candidate {
+  int64_t row;
+  int64_t token;
+  float raw;
+  float warped;
+};
+// Every allowed candidate after `beams` (row order, then ascending token), log_probs float32
+// [beams, V]. top_k: per-row warper (0 = off; at least 2 kept when k > 1, as HF).
+std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& log_probs,
+                                         const Constraint& constraint, double temperature, int64_t top_k, int64_t k);
+// softmax over the finite warped scores of `cands` (0 for the others); all 0 when none is finite.
+std::vector<double> warped_softmax(const std::vector<Candidate>& cands);
+// Draws up to n distinct indices from non-negative weights w without replacement, each draw
+// proportional to the remaining weight; never a zero entry (fewer than n when fewer are positive).
+std::vector<int64_t> draw_without_replacement(const std::vector<double>& w, int64_t n, std::mt19937_64& rng);
+// Uniform in [0, 1) with 53 random bits.
+double uniform01(std::mt19937_64& rng);
+
 // Ranking order of SPEC §9.2: score descending, then token tuple ascending.
 bool beam_before(const Beam& a, const Beam& b);
 

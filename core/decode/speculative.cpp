@@ -41,7 +41,6 @@ bool relaxed_accept(double p, double q, double u) {
 }
 
 namespace {
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 // Uniform in [0, n) without modulo bias (rejection sampling).
 size_t uniform_below(std::mt19937_64& rng, size_t n) {
   const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
@@ -50,38 +49,6 @@ size_t uniform_below(std::mt19937_64& rng, size_t n) {
   return static_cast<size_t>(x % n);
 }
 }  // namespace
-
-std::vector<int64_t> draw_without_replacement(const std::vector<double>& w_in, int64_t n, std::mt19937_64& rng) {
-  std::vector<double> w = w_in;
-  double total = 0;
-  for (double x : w) {
-    ATSPEED_CHECK(x >= 0 && std::isfinite(x), "draw_without_replacement: weights must be finite and >= 0");
-    total += x;
-  }
-  std::vector<int64_t> out;
-  while (static_cast<int64_t>(out.size()) < n && total > 0) {
-    const double u = uniform01(rng) * total;
-    double acc = 0;
-    int64_t pick = -1, last_positive = -1;
-    for (size_t j = 0; j < w.size(); ++j) {
-      if (w[j] <= 0) continue;
-      last_positive = static_cast<int64_t>(j);
-      acc += w[j];
-      if (u < acc) {
-        pick = static_cast<int64_t>(j);
-        break;
-      }
-    }
-    if (pick < 0) pick = last_positive;  // rounding at the top end
-    if (pick < 0) break;
-    out.push_back(pick);
-    w[static_cast<size_t>(pick)] = 0;
-    // Recompute instead of subtracting so rounding can never leave a phantom positive total.
-    total = 0;
-    for (double x : w) total += x;
-  }
-  return out;
-}
 
 namespace {
 
@@ -96,61 +63,6 @@ struct Node {
   int64_t target_slot = -1;  // slot in the target scorer; -1 = not fed (or dropped)
   int64_t draft_slot = -1;   // slot in the draft scorer; -1 = not fed (or dropped)
 };
-
-// A scored (row, token) candidate of one level: raw = S_row + log p(token); warped = S_row + the
-// warped (temperature, top-k) log-prob, -inf outside the row's top-k.
-struct Cand {
-  int64_t row;
-  int64_t token;
-  float raw;
-  float warped;
-};
-
-// Every constraint-allowed candidate after `beams` with log-prob rows lp [rows, V] (CPU float32).
-std::vector<Cand> all_candidates(const std::vector<Beam>& beams, const at::Tensor& lp_in, const Constraint& constraint,
-                                 double temperature, int64_t top_k, int64_t k) {
-  const at::Tensor lp_t = lp_in.to(at::kCPU, at::kFloat).contiguous();
-  const int64_t vocab = lp_t.size(1);
-  const float* lp = lp_t.data_ptr<float>();
-  const int64_t row_keep = top_k > 0 ? std::max<int64_t>(top_k, k > 1 ? 2 : 1) : 0;
-  std::vector<Cand> out;
-  std::vector<float> row;
-  for (size_t i = 0; i < beams.size(); ++i) {
-    const auto allowed = constraint.allowed(beams[i].tokens);
-    row.clear();
-    for (int64_t t : allowed) {
-      float w = lp[static_cast<int64_t>(i) * vocab + t];
-      if (temperature != 1.0) w = static_cast<float>(w / temperature);
-      row.push_back(w);
-    }
-    float threshold = kNegInf;
-    if (row_keep > 0 && static_cast<int64_t>(row.size()) > row_keep) {
-      std::vector<float> sorted = row;
-      std::nth_element(sorted.begin(), sorted.begin() + (row_keep - 1), sorted.end(), std::greater<float>());
-      threshold = sorted[static_cast<size_t>(row_keep - 1)];
-    }
-    for (size_t j = 0; j < allowed.size(); ++j) {
-      const float raw = beams[i].score + lp[static_cast<int64_t>(i) * vocab + allowed[j]];
-      const float warped = row[j] < threshold ? kNegInf : beams[i].score + row[j];
-      out.push_back({static_cast<int64_t>(i), allowed[j], raw, warped});
-    }
-  }
-  return out;
-}
-
-// softmax over the finite warped scores (0 elsewhere).
-std::vector<double> softmax_warped(const std::vector<Cand>& cands) {
-  float mx = kNegInf;
-  for (const auto& c : cands) mx = std::max(mx, c.warped);
-  std::vector<double> p(cands.size(), 0.0);
-  if (!std::isfinite(mx)) return p;
-  double z = 0;
-  for (size_t j = 0; j < cands.size(); ++j) {
-    if (std::isfinite(cands[j].warped)) z += (p[j] = std::exp(static_cast<double>(cands[j].warped - mx)));
-  }
-  for (double& x : p) x /= z;
-  return p;
-}
 
 Beam extend_beam(const Beam& parent, int64_t parent_index, int64_t token, float score) {
   Beam b;
@@ -351,13 +263,13 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
         if (!relaxed) {
           chosen = expand_beams(parents, rows, constraint_, draft_opts);
         } else {
-          const auto cands = all_candidates(parents, rows, constraint_, options_.temperature, options_.top_k, n_draft);
-          const auto probs = softmax_warped(cands);
+          const auto cands = scored_candidates(parents, rows, constraint_, options_.temperature, options_.top_k, n_draft);
+          const auto probs = warped_softmax(cands);
           for (size_t j = 0; j < cands.size(); ++j) {
             if (probs[j] > 0) q[cands[j].row * vocab + cands[j].token] = probs[j];
           }
           for (int64_t j : draw_without_replacement(probs, n_draft, r.rng)) {
-            const Cand& c = cands[static_cast<size_t>(j)];
+            const Candidate& c = cands[static_cast<size_t>(j)];
             chosen.push_back(extend_beam(parents[static_cast<size_t>(c.row)], c.row, c.token, c.warped));
           }
         }
@@ -440,11 +352,11 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
           break;
         }
         // Relaxed (SPEC §3.5, §9.4). p over A x V in D's row numbering; q = the draft's q_level.
-        const auto cands = all_candidates(accepted, rows, constraint_, options_.temperature, options_.top_k, k);
-        const auto p = softmax_warped(cands);
+        const auto cands = scored_candidates(accepted, rows, constraint_, options_.temperature, options_.top_k, k);
+        const auto p = warped_softmax(cands);
         auto finish_with = [&](const std::vector<size_t>& picks) {
           for (size_t j : picks) {
-            const Cand& c = cands[j];
+            const Candidate& c = cands[j];
             // A fill pick outside the top-k warper has warped = -inf; report its unwarped score.
             const float score = std::isfinite(c.warped) ? c.warped : c.raw;
             new_beams.push_back(extend_beam(accepted[static_cast<size_t>(c.row)], c.row, c.token, score));
@@ -492,7 +404,7 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
           std::vector<int64_t> next_nodes, next_rows;
           for (size_t i : perm) {
             const size_t j = acc[i];
-            const Cand& c = cands[acc_cand[i]];
+            const Candidate& c = cands[acc_cand[i]];
             next.push_back(extend_beam(accepted[static_cast<size_t>(c.row)], static_cast<int64_t>(next.size()), c.token, c.warped));
             next_nodes.push_back(level_nodes[j]);
             next_rows.push_back(static_cast<int64_t>(j));

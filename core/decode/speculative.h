@@ -104,8 +104,6 @@ class SpeculativeBeamSearch {
 // passes); q must be > 0.
 bool relaxed_accept(double p, double q, double u);
 
-// Draws n distinct indices from the non-negative weights w (without replacement, proportionally to
-// the remaining weight); fewer when fewer than n entries are positive. Never draws a zero entry.
-std::vector<int64_t> draw_without_replacement(const std::vector<double>& w, int64_t n, std::mt19937_64& rng);
+// draw_without_replacement() (beam_search.h) draws the relaxed fallbacks.
 
 }  // namespace atspeed::decode

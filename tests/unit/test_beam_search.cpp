@@ -16,80 +16,12 @@
 #include "core/model/llama.h"
 #include "core/vocab/constraint.h"
 #include "core/vocab/item_catalog.h"
+#include "tests/unit/fake_scorer.h"
 
 namespace atspeed::decode {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// A fake scorer: the log-prob row after a node is a function of the code tokens on its path.
-
-class FakeScorer final : public TreeScorer {
- public:
-  using Table = std::function<std::vector<float>(const std::vector<int64_t>& path)>;
-  FakeScorer(int64_t vocab, Table table) : vocab_(vocab), table_(std::move(table)) {}
-
-  int64_t vocab_size() const override { return vocab_; }
-  at::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) override {
-    ++calls;
-    paths_.assign(prompts.size(), {});
-    prompt_lens_.clear();
-    size_t width = 0;
-    for (const auto& p : prompts) width = std::max(width, p.size());
-    for (size_t r = 0; r < prompts.size(); ++r) {
-      paths_[r].assign(width, {});
-      prompt_lens_.push_back(static_cast<int64_t>(prompts[r].size()));
-    }
-    at::Tensor out = at::empty({static_cast<int64_t>(prompts.size()), vocab_}, at::kFloat);
-    for (size_t r = 0; r < prompts.size(); ++r) out[static_cast<int64_t>(r)].copy_(row({}));
-    return out;
-  }
-  at::Tensor extend(const at::Tensor& tokens, const at::Tensor& parents) override {
-    ++calls;
-    const int64_t b = tokens.size(0), n = tokens.size(1);
-    at::Tensor out = at::full({b, n, vocab_}, -1e9f, at::kFloat);
-    for (int64_t r = 0; r < b; ++r) {
-      auto& paths = paths_[static_cast<size_t>(r)];
-      const size_t base = paths.size();
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t p = parents[r][i].item<int64_t>();
-        std::vector<int64_t> path;
-        if (p >= 0) {
-          EXPECT_LT(p, static_cast<int64_t>(base + static_cast<size_t>(i)));
-          path = paths[static_cast<size_t>(p)];
-          path.push_back(tokens[r][i].item<int64_t>());
-          out[r][i].copy_(row(path));
-        }
-        paths.push_back(path);
-      }
-    }
-    return out;
-  }
-  int64_t length() const override { return paths_.empty() ? 0 : static_cast<int64_t>(paths_[0].size()); }
-  int64_t batch_size() const override { return static_cast<int64_t>(paths_.size()); }
-  int64_t prompt_length(int64_t r) const override { return prompt_lens_[static_cast<size_t>(r)]; }
-  void truncate(int64_t len) override {
-    for (auto& p : paths_) p.resize(static_cast<size_t>(len));
-  }
-  void compact(const at::Tensor& keep) override {
-    for (size_t r = 0; r < paths_.size(); ++r) {
-      std::vector<std::vector<int64_t>> kept;
-      for (int64_t j = 0; j < keep.size(1); ++j) kept.push_back(paths_[r][static_cast<size_t>(keep[r][j].item<int64_t>())]);
-      paths_[r] = kept;
-    }
-  }
-  int calls = 0;
-
- private:
-  at::Tensor row(const std::vector<int64_t>& path) const {
-    std::vector<float> v = table_(path);
-    EXPECT_EQ(static_cast<int64_t>(v.size()), vocab_);
-    return torch::tensor(v, torch::kFloat);
-  }
-  int64_t vocab_;
-  Table table_;
-  std::vector<std::vector<std::vector<int64_t>>> paths_;
-  std::vector<int64_t> prompt_lens_;
-};
+using test::FakeScorer;
 
 // Two levels of 4 codes: V = 5 + 8 = 13. Items (c1, c2): (0,0) (0,1) (1,0) (1,2) (2,3).
 ItemCatalog small_catalog() { return ItemCatalog(Vocabulary(2, 4), {0, 0, 0, 1, 1, 0, 1, 2, 2, 3}); }
