@@ -24,7 +24,8 @@ Outputs (all float32, about 100 KB together):
                                          sequence at positions 0..len-1, last row. So node i sits at
                                          position L + depth(i) - 1 (SPEC §2.3/§3.3 tree layout).
   The __metadata__ of fixture.safetensors records the transformers, torch and python versions and
-  the seed.
+  the seed. Reruns give bit-identical tensors; only the order of the __metadata__ keys in the
+  header may change (the safetensors package keeps them in a hash map).
 
 The weights are drawn with a larger scale than HF's 0.02 init (std 0.2, norm weights around 1)
 so that logits differ visibly between tokens and positions and a wrong rotary convention, mask or
