@@ -87,8 +87,8 @@ TEST(EvalCliTest, TinyTargetOnSyntheticData) {
     for (const auto& s : samples) {
       std::vector<int64_t> truth, ranking;
       for (int64_t item : s.targets) truth.push_back(ds.catalog->tuple_of_item(item));
-      for (const auto& b : search.run({format.prompt(s.history)})[0].beams)
-        ranking.push_back(ds.catalog->find_tuple_by_tokens(b.tokens));
+      const auto results = search.run({format.prompt(s.history)});
+      for (const auto& b : results[0].beams) ranking.push_back(ds.catalog->find_tuple_by_tokens(b.tokens));
       EXPECT_EQ(static_cast<int64_t>(ranking.size()), o.beam_width);
       model_acc.add_at(ki, ranking, truth);
       pop_acc.add_at(ki, popular, truth);
