@@ -1,0 +1,301 @@
+#include "core/decode/beam_search.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "core/config.h"
+#include "core/errors.h"
+
+namespace atspeed::decode {
+
+void SearchOptions::validate() const {
+  config_ensure(beam_width >= 1, "decode.beam_width", "must be >= 1");
+  config_ensure(temperature > 0 && std::isfinite(temperature), "decode.temperature", "must be a finite number > 0");
+  config_ensure(top_k >= 0, "decode.top_k", "must be >= 0 (0 = no top-k warper)");
+}
+
+namespace {
+
+struct Candidate {
+  float score;
+  int64_t beam;
+  int64_t token;
+};
+
+// Lexicographic (prefix of beam a + token ta) < (prefix of beam b + token tb); equal-length prefixes.
+bool tuple_less(const std::vector<int64_t>& a, int64_t ta, const std::vector<int64_t>& b, int64_t tb) {
+  if (a != b) return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+  return ta < tb;
+}
+
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+Beam make_beam(const std::vector<Beam>& beams, const Candidate& c) {
+  Beam out;
+  out.tokens = beams[static_cast<size_t>(c.beam)].tokens;
+  out.tokens.push_back(c.token);
+  out.score = c.score;
+  out.parent = c.beam;
+  return out;
+}
+
+}  // namespace
+
+bool beam_before(const Beam& a, const Beam& b) {
+  if (a.score != b.score) return a.score > b.score;
+  return std::lexicographical_compare(a.tokens.begin(), a.tokens.end(), b.tokens.begin(), b.tokens.end());
+}
+
+void sort_beams(std::vector<Beam>& beams) { std::stable_sort(beams.begin(), beams.end(), beam_before); }
+
+std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs_in,
+                               const Constraint& constraint, const SearchOptions& options, std::mt19937_64* rng) {
+  const int64_t nb = static_cast<int64_t>(beams.size());
+  if (nb == 0) return {};
+  ATSPEED_CHECK(log_probs_in.dim() == 2 && log_probs_in.size(0) == nb, "expand_beams: log_probs must be [", nb,
+                ", V], got ", log_probs_in.sizes());
+  const at::Tensor log_probs = log_probs_in.to(at::kCPU, at::kFloat).contiguous();
+  const int64_t vocab = log_probs.size(1);
+  const float* lp = log_probs.data_ptr<float>();
+  const int64_t k = options.beam_width;
+  std::vector<Candidate> cands;
+
+  if (!options.sample) {
+    for (int64_t i = 0; i < nb; ++i) {
+      const Beam& beam = beams[static_cast<size_t>(i)];
+      for (int64_t t : constraint.allowed(beam.tokens)) {
+        ATSPEED_CHECK(t >= 0 && t < vocab, "expand_beams: allowed token ", t, " outside the scorer's vocabulary ", vocab);
+        const float c = beam.score + lp[i * vocab + t];  // float32 sums, like the reference's tensors
+        if (std::isfinite(c)) cands.push_back({c, i, t});
+      }
+    }
+    auto less = [&](const Candidate& a, const Candidate& b) {
+      if (a.score != b.score) return a.score > b.score;
+      return tuple_less(beams[static_cast<size_t>(a.beam)].tokens, a.token, beams[static_cast<size_t>(b.beam)].tokens,
+                        b.token);
+    };
+    const size_t keep = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(cands.size())));
+    std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(keep), cands.end(), less);
+    std::vector<Beam> out;
+    out.reserve(keep);
+    for (size_t j = 0; j < keep; ++j) out.push_back(make_beam(beams, cands[j]));
+    return out;
+  }
+
+  // Beam sampling (SPEC §2.1): mask, warp each row (temperature, then top-k per row), add the beam
+  // score, softmax over all (beam, token) pairs, draw K without replacement.
+  ATSPEED_CHECK(rng != nullptr, "expand_beams: sampling needs a generator");
+  const int64_t row_keep = options.top_k > 0 ? std::max<int64_t>(options.top_k, k > 1 ? 2 : 1) : 0;
+  std::vector<float> row;
+  for (int64_t i = 0; i < nb; ++i) {
+    const Beam& beam = beams[static_cast<size_t>(i)];
+    const auto allowed = constraint.allowed(beam.tokens);
+    row.clear();
+    for (int64_t t : allowed) {
+      float w = lp[i * vocab + t];
+      if (options.temperature != 1.0) w = static_cast<float>(w / options.temperature);
+      row.push_back(w);
+    }
+    // HF's TopKLogitsWarper: drop entries below the row_keep-th largest (ties at the threshold stay).
+    float threshold = -std::numeric_limits<float>::infinity();
+    if (row_keep > 0 && static_cast<int64_t>(row.size()) > row_keep) {
+      std::vector<float> sorted = row;
+      std::nth_element(sorted.begin(), sorted.begin() + (row_keep - 1), sorted.end(), std::greater<float>());
+      threshold = sorted[static_cast<size_t>(row_keep - 1)];
+    }
+    for (size_t j = 0; j < allowed.size(); ++j) {
+      if (row[j] < threshold) continue;
+      const float c = beam.score + row[j];
+      if (std::isfinite(c)) cands.push_back({c, i, allowed[j]});
+    }
+  }
+  if (cands.empty()) return {};
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (const auto& c : cands) max_score = std::max(max_score, c.score);
+  std::vector<double> weight(cands.size());
+  double total = 0;
+  for (size_t j = 0; j < cands.size(); ++j) total += (weight[j] = std::exp(static_cast<double>(cands[j].score - max_score)));
+  std::vector<Beam> out;
+  const int64_t draws = std::min<int64_t>(k, static_cast<int64_t>(cands.size()));
+  for (int64_t d = 0; d < draws && total > 0; ++d) {
+    const double u = uniform01(*rng) * total;
+    double acc = 0;
+    size_t pick = cands.size();
+    size_t last_positive = cands.size();
+    for (size_t j = 0; j < cands.size(); ++j) {
+      if (weight[j] <= 0) continue;
+      last_positive = j;
+      acc += weight[j];
+      if (u < acc) {
+        pick = j;
+        break;
+      }
+    }
+    if (pick == cands.size()) pick = last_positive;  // rounding at the top end
+    if (pick == cands.size()) break;
+    out.push_back(make_beam(beams, cands[pick]));
+    total -= weight[pick];
+    weight[pick] = 0;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+int resolve_levels(int levels, const Constraint& constraint) {
+  const int out = levels > 0 ? levels : constraint.vocab().levels();
+  ATSPEED_CHECK(out >= 1 && out <= constraint.vocab().levels(), "beam search: levels ", out, " outside [1, ",
+                constraint.vocab().levels(), "]");
+  return out;
+}
+
+uint64_t seed_of(const SearchOptions& o, const std::vector<uint64_t>& seeds, size_t i, size_t n) {
+  if (seeds.empty()) return o.seed + i;
+  ATSPEED_CHECK(seeds.size() == n, "beam search: ", seeds.size(), " seeds for ", n, " prompts");
+  return seeds[i];
+}
+}  // namespace
+
+TargetBeamSearch::TargetBeamSearch(TreeScorer& scorer, const Constraint& constraint, SearchOptions options, int levels)
+    : scorer_(scorer), constraint_(constraint), options_(options), levels_(resolve_levels(levels, constraint)) {
+  options_.validate();
+}
+
+std::vector<SearchResult> TargetBeamSearch::run(const std::vector<std::vector<int64_t>>& prompts,
+                                                const std::vector<uint64_t>& seeds) {
+  const auto start = std::chrono::steady_clock::now();
+  const size_t b = prompts.size();
+  struct State {
+    std::vector<Beam> beams;
+    std::vector<int64_t> slots;  // scorer slot of each beam's last token (the prompt's last slot at the root)
+    at::Tensor rows;             // float32 [beams, V]: log-probs after each beam
+    int depth = 0;
+    bool done = false;
+    std::mt19937_64 rng;
+  };
+  std::vector<State> states(b);
+  std::vector<SearchResult> results(b);
+  const at::Tensor first = scorer_.prefill(prompts);
+  for (size_t r = 0; r < b; ++r) {
+    State& s = states[r];
+    s.beams = {Beam{}};
+    s.slots = {scorer_.prompt_length(static_cast<int64_t>(r)) - 1};
+    s.rows = first.narrow(0, static_cast<int64_t>(r), 1);
+    s.rng.seed(seed_of(options_, seeds, r, b));
+    results[r].stats.forward_calls = 1;
+  }
+  while (true) {
+    int64_t width = 0;
+    for (auto& s : states) {
+      if (s.done) continue;
+      s.beams = expand_beams(s.beams, s.rows, constraint_, options_, options_.sample ? &s.rng : nullptr);
+      ++s.depth;
+      if (s.depth >= levels_ || s.beams.empty()) {
+        s.done = true;
+      } else {
+        width = std::max<int64_t>(width, static_cast<int64_t>(s.beams.size()));
+      }
+    }
+    if (width == 0) break;
+    // One forward over every live request's new level; finished or narrower requests pad (-1).
+    at::Tensor tokens = at::full({static_cast<int64_t>(b), width}, Vocabulary::kPad, at::kLong);
+    at::Tensor parents = at::full({static_cast<int64_t>(b), width}, -1, at::kLong);
+    auto tok = tokens.accessor<int64_t, 2>();
+    auto par = parents.accessor<int64_t, 2>();
+    const int64_t base = scorer_.length();
+    for (size_t r = 0; r < b; ++r) {
+      State& s = states[r];
+      if (s.done) continue;
+      std::vector<int64_t> slots;
+      for (size_t j = 0; j < s.beams.size(); ++j) {
+        tok[static_cast<int64_t>(r)][static_cast<int64_t>(j)] = s.beams[j].tokens.back();
+        par[static_cast<int64_t>(r)][static_cast<int64_t>(j)] = s.slots[static_cast<size_t>(s.beams[j].parent)];
+        slots.push_back(base + static_cast<int64_t>(j));
+      }
+      s.slots = std::move(slots);
+      results[r].stats.forward_calls += 1;
+      results[r].stats.nodes += static_cast<int64_t>(s.beams.size());
+    }
+    const at::Tensor out = scorer_.extend(tokens, parents);  // [B, width, V]
+    for (size_t r = 0; r < b; ++r) {
+      State& s = states[r];
+      if (!s.done) s.rows = out[static_cast<int64_t>(r)].narrow(0, 0, static_cast<int64_t>(s.beams.size()));
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (size_t r = 0; r < b; ++r) {
+    results[r].beams = std::move(states[r].beams);
+    sort_beams(results[r].beams);
+    results[r].stats.seconds = seconds;
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+NaiveBeamSearch::NaiveBeamSearch(model::LlamaModel model, const Constraint& constraint, SearchOptions options, int levels)
+    : model_(std::move(model)), constraint_(constraint), options_(options), levels_(resolve_levels(levels, constraint)) {
+  options_.validate();
+}
+
+std::vector<SearchResult> NaiveBeamSearch::run(const std::vector<std::vector<int64_t>>& prompts,
+                                               const std::vector<uint64_t>& seeds) {
+  std::vector<SearchResult> out;
+  for (size_t i = 0; i < prompts.size(); ++i) out.push_back(run_one(prompts[i], seed_of(options_, seeds, i, prompts.size())));
+  return out;
+}
+
+SearchResult NaiveBeamSearch::run_one(const std::vector<int64_t>& prompt, uint64_t seed) {
+  ATSPEED_CHECK(!prompt.empty(), "NaiveBeamSearch: empty prompt");
+  c10::InferenceMode guard;
+  const auto start = std::chrono::steady_clock::now();
+  const at::Device device = model_->parameters().front().device();
+  const auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(device);
+  const int64_t len = static_cast<int64_t>(prompt.size()), k = options_.beam_width;
+  std::mt19937_64 rng(seed);
+  SearchResult result;
+
+  // K identical prompt rows, as HF expands input_ids before beam search.
+  model::KvCache cache;
+  at::Tensor tokens = torch::tensor(prompt, torch::kLong).to(device).unsqueeze(0).expand({k, len}).contiguous();
+  at::Tensor positions = torch::arange(len, long_opts).unsqueeze(0).expand({k, len}).contiguous();
+  at::Tensor hidden = model_->hidden_states(tokens, positions, model::causal_mask(k, len, 0, at::kFloat, device), &cache);
+  at::Tensor rows = torch::log_softmax(model_->logits(hidden.select(1, len - 1).narrow(0, 0, 1)).to(at::kFloat), -1).cpu();
+  result.stats.forward_calls = 1;
+
+  std::vector<Beam> beams = {Beam{}};
+  for (int depth = 0; depth < levels_; ++depth) {
+    beams = expand_beams(beams, rows, constraint_, options_, options_.sample ? &rng : nullptr);
+    if (depth + 1 == levels_ || beams.empty()) break;
+    const int64_t nb = static_cast<int64_t>(beams.size());
+    std::vector<int64_t> parent(beams.size()), next(beams.size());
+    for (size_t j = 0; j < beams.size(); ++j) {
+      parent[j] = beams[j].parent;
+      next[j] = beams[j].tokens.back();
+    }
+    // HF's _reorder_cache: every row's cache becomes its parent's.
+    const at::Tensor idx = torch::tensor(parent, torch::kLong).to(device);
+    for (size_t l = 0; l < cache.k.size(); ++l) {
+      cache.k[l] = cache.k[l].index_select(0, idx);
+      cache.v[l] = cache.v[l].index_select(0, idx);
+    }
+    const int64_t past = cache.length();
+    at::Tensor step = torch::tensor(next, torch::kLong).to(device).unsqueeze(1);
+    at::Tensor pos = torch::full({nb, 1}, len + depth, long_opts);
+    at::Tensor logits = model_->forward(step, pos, torch::zeros({nb, 1, past + 1}, torch::TensorOptions().device(device)), &cache);
+    rows = torch::log_softmax(logits.select(1, 0).to(at::kFloat), -1).cpu();
+    result.stats.forward_calls += 1;
+    result.stats.nodes += nb;
+  }
+  sort_beams(beams);
+  result.beams = std::move(beams);
+  result.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace atspeed::decode

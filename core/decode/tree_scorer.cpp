@@ -1,0 +1,140 @@
+#include "core/decode/tree_scorer.h"
+
+#include <torch/torch.h>
+
+#include <limits>
+
+#include "core/errors.h"
+#include "core/vocab/vocabulary.h"
+
+namespace atspeed::decode {
+
+LlamaTreeScorer::LlamaTreeScorer(model::LlamaModel model) : model_(std::move(model)) {
+  ATSPEED_CHECK(!model_.is_empty(), "LlamaTreeScorer: null model");
+}
+
+int64_t LlamaTreeScorer::vocab_size() const { return model_->options().vocab_size; }
+
+int64_t LlamaTreeScorer::prompt_length(int64_t request) const {
+  ATSPEED_CHECK(request >= 0 && request < batch_size(), "prompt_length: request ", request, " outside [0, ",
+                batch_size(), ")");
+  return prompt_lengths_[static_cast<size_t>(request)];
+}
+
+// tokens/positions [B, n], new_visible bool [B, n, past + n] (the rows of the new slots).
+at::Tensor LlamaTreeScorer::run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& new_visible) {
+  c10::InferenceMode guard;
+  const at::Device device = model_->parameters().front().device();
+  // Blocked = -inf; every row sees at least itself, so no row is all -inf (no NaN).
+  at::Tensor mask = at::zeros(new_visible.sizes(), at::kFloat).masked_fill_(new_visible.logical_not(), -std::numeric_limits<float>::infinity());
+  at::Tensor hidden = model_->hidden_states(tokens.to(device), positions.to(device), mask.to(device), &cache_);
+  ++forward_calls_;
+  return hidden;
+}
+
+at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& prompts) {
+  ATSPEED_CHECK(!prompts.empty(), "prefill: no prompts");
+  const int64_t b = static_cast<int64_t>(prompts.size());
+  int64_t width = 0;
+  for (const auto& p : prompts) {
+    ATSPEED_CHECK(!p.empty(), "prefill: empty prompt");
+    width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
+  }
+  cache_.clear();
+  prompt_lengths_.assign(prompts.size(), 0);
+  at::Tensor tokens = at::full({b, width}, Vocabulary::kPad, at::kLong);
+  positions_ = at::zeros({b, width}, at::kLong);
+  visible_ = at::zeros({b, width, width}, at::kBool);
+  auto tok = tokens.accessor<int64_t, 2>();
+  auto pos = positions_.accessor<int64_t, 2>();
+  auto vis = visible_.accessor<bool, 3>();
+  for (int64_t r = 0; r < b; ++r) {
+    const auto& p = prompts[static_cast<size_t>(r)];
+    const int64_t len = static_cast<int64_t>(p.size());
+    prompt_lengths_[static_cast<size_t>(r)] = len;
+    for (int64_t s = 0; s < width; ++s) {
+      if (s < len) {
+        tok[r][s] = p[static_cast<size_t>(s)];
+        pos[r][s] = s;
+        for (int64_t c = 0; c <= s; ++c) vis[r][s][c] = true;
+      } else {
+        vis[r][s][s] = true;  // padding sees only itself
+      }
+    }
+  }
+  at::Tensor hidden = run(tokens, positions_, visible_);  // [B, width, hidden]
+  c10::InferenceMode guard;
+  at::Tensor last = torch::tensor(prompt_lengths_, torch::kLong).sub(1).to(hidden.device());
+  at::Tensor rows = hidden.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(hidden.device())), last});
+  return torch::log_softmax(model_->logits(rows).to(at::kFloat), -1).cpu();
+}
+
+at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor& parents_in) {
+  ATSPEED_CHECK(visible_.defined(), "extend before prefill");
+  const int64_t b = batch_size(), s = length();
+  ATSPEED_CHECK(tokens_in.dim() == 2 && tokens_in.size(0) == b && tokens_in.scalar_type() == at::kLong,
+                "extend: tokens must be int64 [B=", b, ", n], got ", tokens_in.sizes());
+  ATSPEED_CHECK(parents_in.sizes() == tokens_in.sizes() && parents_in.scalar_type() == at::kLong,
+                "extend: parents must be int64 ", tokens_in.sizes(), ", got ", parents_in.sizes());
+  const int64_t n = tokens_in.size(1);
+  ATSPEED_CHECK(n > 0, "extend: no nodes");
+  at::Tensor tokens = tokens_in.cpu().clone();
+  const at::Tensor parents = parents_in.cpu().contiguous();
+  at::Tensor vis = at::zeros({b, s + n, s + n}, at::kBool);
+  vis.narrow(1, 0, s).narrow(2, 0, s).copy_(visible_);
+  at::Tensor pos = at::zeros({b, s + n}, at::kLong);
+  pos.narrow(1, 0, s).copy_(positions_);
+  auto v = vis.accessor<bool, 3>();
+  auto ps = pos.accessor<int64_t, 2>();
+  auto par = parents.accessor<int64_t, 2>();
+  auto tok = tokens.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < b; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t slot = s + i, p = par[r][i];
+      ATSPEED_CHECK(p >= -1 && p < slot, "extend: parents[", r, "][", i, "] = ", p, " must be -1 or a slot < ", slot);
+      if (p >= 0) {
+        for (int64_t c = 0; c < slot; ++c) v[r][slot][c] = v[r][p][c];
+        ps[r][slot] = ps[r][p] + 1;
+      } else {
+        tok[r][i] = Vocabulary::kPad;
+      }
+      v[r][slot][slot] = true;
+    }
+  }
+  visible_ = vis;
+  positions_ = pos;
+  at::Tensor hidden = run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n));
+  c10::InferenceMode guard;
+  return torch::log_softmax(model_->logits(hidden).to(at::kFloat), -1).cpu();
+}
+
+void LlamaTreeScorer::truncate(int64_t len) {
+  ATSPEED_CHECK(len >= 0 && len <= length(), "truncate(", len, ") with length ", length());
+  visible_ = visible_.narrow(1, 0, len).narrow(2, 0, len).contiguous();
+  positions_ = positions_.narrow(1, 0, len).contiguous();
+  cache_.truncate(len);
+}
+
+void LlamaTreeScorer::compact(const at::Tensor& keep_in) {
+  const int64_t b = batch_size(), s = length();
+  ATSPEED_CHECK(keep_in.dim() == 2 && keep_in.size(0) == b && keep_in.scalar_type() == at::kLong,
+                "compact: keep must be int64 [B=", b, ", m], got ", keep_in.sizes());
+  const at::Tensor keep = keep_in.cpu().contiguous();
+  if (keep.numel() > 0) {
+    ATSPEED_CHECK(keep.min().item<int64_t>() >= 0 && keep.max().item<int64_t>() < s, "compact: slot outside [0, ", s,
+                  ")");
+  }
+  const int64_t m = keep.size(1);
+  visible_ = visible_.gather(1, keep.unsqueeze(2).expand({b, m, s})).gather(2, keep.unsqueeze(1).expand({b, m, m}));
+  positions_ = positions_.gather(1, keep);
+  c10::InferenceMode guard;
+  for (size_t l = 0; l < cache_.k.size(); ++l) {
+    auto& k = cache_.k[l];
+    auto& v = cache_.v[l];
+    const at::Tensor idx = keep.to(k.device()).view({b, 1, m, 1}).expand({b, k.size(1), m, k.size(3)});
+    k = k.gather(2, idx);
+    v = v.gather(2, idx);
+  }
+}
+
+}  // namespace atspeed::decode

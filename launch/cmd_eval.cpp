@@ -1,0 +1,236 @@
+// `atspeed eval ckpt=PATH [overrides]`: Recall@K / NDCG@K (SPEC §5.1) of a target checkpoint's
+// constrained beam search on the valid or test split, beside the most-popular baseline; prints a
+// table and writes JSON.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "core/config.h"
+#include "core/config_types.h"
+#include "core/decode/beam_search.h"
+#include "core/decode/decode_config.h"
+#include "core/decode/tree_scorer.h"
+#include "core/errors.h"
+#include "core/io/checkpoint.h"
+#include "core/metrics/metrics.h"
+#include "core/model/model_io.h"
+#include "core/vocab/constraint.h"
+#include "data/data_config.h"
+#include "data/dataset.h"
+#include "data/lcrec.h"
+#include "data/samples.h"
+#include "launch/commands.h"
+
+namespace fs = std::filesystem;
+
+namespace atspeed::launch {
+namespace {
+
+struct EvalOptions {
+  std::vector<std::string> args;  // ckpt=PATH and config overrides
+  std::string ckpt;
+};
+
+at::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    ATSPEED_ENSURE(Device, torch::cuda::is_available(), "decode.device = ", name, " but no CUDA device is available");
+  }
+  return at::Device(name);
+}
+
+// The prompt format the checkpoint was trained with: data.sep_token / data.history_len of its stored
+// config when present (a model only understands its own prompt layout), else the current config's.
+void prompt_settings(const CheckpointReader& reader, DataConfig& data) {
+  const Config stored = Config::from_yaml(reader.attributes().config_yaml, reader.path() + ":config_yaml");
+  for (const char* key : {"sep_token", "history_len"}) {
+    const std::string path = std::string("data.") + key;
+    if (!stored.has(path)) continue;
+    if (std::string(key) == "sep_token") {
+      const bool v = stored.at(path).as<bool>();
+      if (v != data.sep_token) spdlog::warn("data.sep_token = {} in the checkpoint, {} in the config: using the checkpoint's", v, data.sep_token);
+      data.sep_token = v;
+    } else {
+      const int v = stored.at(path).as<int>();
+      if (v != data.history_len) spdlog::warn("data.history_len = {} in the checkpoint, {} in the config: using the checkpoint's", v, data.history_len);
+      data.history_len = v;
+    }
+  }
+}
+
+void run_eval(EvalOptions o) {
+  std::vector<std::string> overrides;
+  for (const auto& a : o.args) {
+    if (a.rfind("ckpt=", 0) == 0) {
+      o.ckpt = a.substr(5);
+    } else {
+      overrides.push_back(a);
+    }
+  }
+  ATSPEED_ENSURE(Usage, !o.ckpt.empty(), "eval needs a checkpoint: atspeed eval ckpt=PATH");
+  const Config config = load_config(overrides);
+  const auto run = read_section<RunConfig>(config, "run");
+  auto data = read_section<DataConfig>(config, "data");
+  const auto dec = read_section<DecodeConfig>(config, "decode");
+  const auto ev = read_section<EvalConfig>(config, "eval");
+
+  const CheckpointReader reader(o.ckpt);
+  const auto& attrs = reader.attributes();
+  if (attrs.kind != "target") spdlog::warn("{}: kind '{}' (evaluating it as a target)", o.ckpt, attrs.kind);
+  const Dataset ds = load_dataset(data);
+  const std::string fingerprint = ds.catalog->fingerprint();
+  ATSPEED_ENSURE(Checkpoint, attrs.fingerprint == fingerprint, o.ckpt, ": item index fingerprint '",
+                 attrs.fingerprint, "' differs from the dataset's '", fingerprint, "' (", ds.index_path,
+                 "): the model was trained on another index");
+  prompt_settings(reader, data);
+  model::LlamaModel model = model::load_model(reader);
+  const int64_t vocab = ds.catalog->vocab().size();
+  ATSPEED_ENSURE(Checkpoint, model->options().vocab_size == vocab, o.ckpt, ": model vocab_size ",
+                 model->options().vocab_size, " but the dataset vocabulary has ", vocab, " tokens");
+  const at::Device device = resolve_device(dec.device);
+  model->to(device);
+  model->eval();
+
+  const PromptFormat format(ds.catalog, data.sep_token);
+  std::vector<Sample> samples =
+      ev.split == "test" ? make_test_samples(ds, data.history_len) : make_valid_samples(ds, data.history_len);
+  if (ev.max_users > 0 && static_cast<int64_t>(samples.size()) > ev.max_users) samples.resize(static_cast<size_t>(ev.max_users));
+  ATSPEED_ENSURE(Data, !samples.empty(), "no ", ev.split, " users to evaluate in ", ds.dir);
+  const auto constraint = make_constraint(data.constraint, *ds.catalog);
+  spdlog::info("eval {} on {} ({} split, {} users, constraint {}, device {}, K = {})", o.ckpt, ds.name, ev.split,
+               samples.size(), constraint->name(), device.str(), fmt::join(ev.ks, ","));
+
+  // Ground truth per user as catalogue tuples (|G| counts entries, SPEC §5.1).
+  std::vector<std::vector<int64_t>> truth(samples.size());
+  for (size_t u = 0; u < samples.size(); ++u) {
+    for (int64_t item : samples[u].targets) truth[u].push_back(ds.catalog->tuple_of_item(item));
+  }
+
+  metrics::TopKAccumulator model_acc(ev.ks), pop_acc(ev.ks);
+  const int64_t max_k = *std::max_element(ev.ks.begin(), ev.ks.end());
+  const auto popular = ev.split == "test" ? metrics::most_popular_tuples(*ds.catalog, {&ds.train, &ds.valid}, max_k)
+                                          : metrics::most_popular_tuples(*ds.catalog, {&ds.train}, max_k);
+  for (size_t u = 0; u < samples.size(); ++u) pop_acc.add(popular, truth[u]);
+
+  decode::LlamaTreeScorer scorer(model);
+  nlohmann::json per_k = nlohmann::json::array();
+  const int64_t total_work = static_cast<int64_t>(samples.size() * ev.ks.size());
+  int64_t work_done = 0;
+  const auto eval_start = std::chrono::steady_clock::now();
+  auto last_log = eval_start;
+  for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
+    const int64_t k = ev.ks[ki];
+    decode::TargetBeamSearch search(scorer, *constraint, dec.search_options(k));
+    const auto k_start = std::chrono::steady_clock::now();
+    int64_t forward_calls = 0, returned = 0, non_items = 0;
+    for (size_t begin = 0; begin < samples.size(); begin += static_cast<size_t>(ev.batch_size)) {
+      const size_t end = std::min(samples.size(), begin + static_cast<size_t>(ev.batch_size));
+      std::vector<std::vector<int64_t>> prompts;
+      std::vector<uint64_t> seeds;
+      for (size_t u = begin; u < end; ++u) {
+        prompts.push_back(format.prompt(samples[u].history));
+        seeds.push_back(static_cast<uint64_t>(dec.seed + samples[u].user));
+      }
+      const auto results = search.run(prompts, seeds);
+      for (size_t u = begin; u < end; ++u) {
+        const auto& r = results[u - begin];
+        std::vector<int64_t> ranking;
+        for (const auto& beam : r.beams) {
+          const int64_t tuple = ds.catalog->find_tuple_by_tokens(beam.tokens);
+          non_items += tuple < 0 ? 1 : 0;
+          ranking.push_back(tuple);
+        }
+        returned += static_cast<int64_t>(ranking.size());
+        forward_calls += r.stats.forward_calls;
+        model_acc.add_at(ki, ranking, truth[u]);
+      }
+      work_done += static_cast<int64_t>(end - begin);
+      const auto now = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(now - last_log).count() >= ev.log_every_s) {
+        last_log = now;
+        const double el = std::chrono::duration<double>(now - eval_start).count();
+        const double rate = static_cast<double>(work_done) / el;
+        spdlog::info("K={}: {}/{} users, {:.1f} users/s, ETA {:.0f} s (all K)", k, end, samples.size(), rate,
+                     static_cast<double>(total_work - work_done) / rate);
+      }
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - k_start).count();
+    const double n = static_cast<double>(samples.size());
+    per_k.push_back({{"k", k},
+                     {"recall", model_acc.recall(ki)},
+                     {"ndcg", model_acc.ndcg(ki)},
+                     {"most_popular_recall", pop_acc.recall(ki)},
+                     {"most_popular_ndcg", pop_acc.ndcg(ki)},
+                     {"seconds", secs},
+                     {"users_per_s", n / secs},
+                     {"forward_calls_per_user", static_cast<double>(forward_calls) / n},
+                     {"mean_returned", static_cast<double>(returned) / n},
+                     {"non_item_share", returned ? static_cast<double>(non_items) / static_cast<double>(returned) : 0.0}});
+    spdlog::info("K={}: Recall {:.4f} NDCG {:.4f} ({:.1f} s, {:.1f} users/s)", k, model_acc.recall(ki),
+                 model_acc.ndcg(ki), secs, n / secs);
+  }
+
+  // Table: the model and most-popular side by side for each K.
+  std::cout << fmt::format("{} | {} {} | {} users | constraint {}\n", o.ckpt, ds.name, ev.split, samples.size(),
+                           constraint->name());
+  std::cout << fmt::format("{:>4}  {:>9} {:>9}  {:>12} {:>12}  {:>8}\n", "K", "Recall@K", "NDCG@K", "Pop Recall@K",
+                           "Pop NDCG@K", "users/s");
+  for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
+    const auto& row = per_k[ki];
+    std::cout << fmt::format("{:>4}  {:>9.4f} {:>9.4f}  {:>12.4f} {:>12.4f}  {:>8.1f}\n", ev.ks[ki],
+                             row["recall"].get<double>(), row["ndcg"].get<double>(),
+                             row["most_popular_recall"].get<double>(), row["most_popular_ndcg"].get<double>(),
+                             row["users_per_s"].get<double>());
+  }
+
+  nlohmann::json out = {{"checkpoint", o.ckpt},
+                        {"kind", attrs.kind},
+                        {"fingerprint", fingerprint},
+                        {"dataset", ds.name},
+                        {"data_dir", ds.dir},
+                        {"split", ev.split},
+                        {"users", samples.size()},
+                        {"constraint", constraint->name()},
+                        {"sample", dec.sample},
+                        {"device", device.str()},
+                        {"batch_size", ev.batch_size},
+                        {"ks", ev.ks},
+                        {"per_k", per_k}};
+  nlohmann::json model_json, pop_json;
+  for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
+    const std::string k = std::to_string(ev.ks[ki]);
+    model_json["recall@" + k] = model_acc.recall(ki);
+    model_json["ndcg@" + k] = model_acc.ndcg(ki);
+    pop_json["recall@" + k] = pop_acc.recall(ki);
+    pop_json["ndcg@" + k] = pop_acc.ndcg(ki);
+  }
+  out["model"] = model_json;
+  out["most_popular"] = pop_json;
+  std::string path = ev.out;
+  if (path.empty()) {
+    config.save_to_dir(run.out_dir);
+    path = (fs::path(run.out_dir) / "eval.json").string();
+  } else if (fs::path(path).has_parent_path()) {
+    fs::create_directories(fs::path(path).parent_path());
+  }
+  write_text_file_atomic(path, out.dump(2) + "\n");
+  spdlog::info("wrote {}", path);
+}
+
+const RegisterCommand register_eval([](CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Recall@K / NDCG@K of a target checkpoint's beam search (SPEC §5.1)");
+  cmd->add_option("args", o->args, "ckpt=PATH and config overrides (data=games eval.split=valid eval.ks=[5,10] ...)");
+  cmd->add_option("--ckpt", o->ckpt, "the checkpoint (same as ckpt=PATH)");
+  cmd->callback([o]() { run_eval(*o); });
+});
+
+}  // namespace
+}  // namespace atspeed::launch
