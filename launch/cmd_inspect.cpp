@@ -1,5 +1,6 @@
-// `atspeed inspect FILE.h5`: what a checkpoint holds (attributes, tensors with dtype, shape and L2
-// norm, parameter count), or with --config just its stored config, ready to redirect to a file.
+// `atspeed inspect FILE.h5`: what a checkpoint holds (attributes, tensors with dtype, shape, L2
+// norm and, for model parameters, their tensor-parallel split; parameter count), or with --config
+// just its stored config, ready to redirect to a file.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 #include <sstream>
 
 #include "core/io/checkpoint.h"
+#include "core/model/llama.h"
 #include "launch/commands.h"
 
 namespace atspeed::launch {
@@ -66,6 +68,11 @@ double l2_norm(const CheckpointReader& reader, const TensorInfo& info, int64_t e
   return std::sqrt(sum_squares);
 }
 
+// Model parameters sit at the root under their HF names; optimizer moments and trainer state in groups.
+bool is_model_parameter(const std::string& name) {
+  return name.find('/') == std::string::npos && (name.rfind("model.", 0) == 0 || name.rfind("lm_head.", 0) == 0);
+}
+
 int64_t element_size(const std::string& dtype) {
   if (dtype == "float64" || dtype == "int64") return 8;
   if (dtype == "float32" || dtype == "int32") return 4;
@@ -112,6 +119,10 @@ void run_inspect(const InspectOptions& options) {
   for (const auto& group : reader.groups()) print_attributes(group, "group " + group + ":");
 
   const auto tensors = reader.list();
+  // The tp_split column says how tensor parallelism (dist.tp) shards each weight (column: output
+  // features, row: input features, none: replicated); shown only for files holding a model.
+  const bool model_file =
+      std::any_of(tensors.begin(), tensors.end(), [](const TensorInfo& t) { return is_model_parameter(t.name); });
   size_t name_width = 4, dtype_width = 5, shape_width = 5;
   std::vector<std::string> shapes;
   for (const auto& info : tensors) {
@@ -120,16 +131,20 @@ void run_inspect(const InspectOptions& options) {
     dtype_width = std::max(dtype_width, info.dtype.size());
     shape_width = std::max(shape_width, shapes.back().size());
   }
+  const std::string tp_header = model_file ? fmt::format("{:<8}  ", "tp_split") : "";
   std::cout << "tensors:\n";
-  std::cout << fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", "name", name_width, "dtype", dtype_width, "shape",
-                           shape_width, options.no_norms ? "" : "l2_norm");
+  std::cout << fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}{}\n", "name", name_width, "dtype", dtype_width, "shape",
+                           shape_width, tp_header, options.no_norms ? "" : "l2_norm");
   int64_t total = 0, parameters = 0, parameter_tensors = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& info = tensors[i];
     const std::string norm =
         options.no_norms ? "" : fmt::format("{:.6g}", l2_norm(reader, info, element_size(info.dtype)));
-    std::cout << fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}\n", info.name, name_width, info.dtype, dtype_width,
-                             shapes[i], shape_width, norm);
+    std::string tp;
+    if (model_file)
+      tp = fmt::format("{:<8}  ", is_model_parameter(info.name) ? model::to_string(model::tp_split_of(info.name)) : "-");
+    std::cout << fmt::format("  {:<{}}  {:<{}}  {:<{}}  {}{}\n", info.name, name_width, info.dtype, dtype_width,
+                             shapes[i], shape_width, tp, norm);
     total += info.numel();
     // Model parameters live at the root; optimizer moments and trainer state live in groups.
     if (info.name.find('/') == std::string::npos) {

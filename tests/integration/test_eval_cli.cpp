@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <string>
 
 #include "core/config.h"
@@ -65,6 +67,7 @@ TEST(EvalCliTest, TinyTargetOnSyntheticData) {
                         " eval.ks=[1,5] eval.max_users=25 eval.batch_size=4 decode.device=cpu eval.out=" +
                         tmp.str("eval.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  if (std::getenv("ATSPEED_TEST_VERBOSE")) std::cout << r.output;
   EXPECT_NE(r.output.find("Recall@K"), std::string::npos) << r.output;
   const auto j = nlohmann::json::parse(read_text_file(tmp.str("eval.json")));
   EXPECT_EQ(j["users"], 25);
@@ -87,8 +90,8 @@ TEST(EvalCliTest, TinyTargetOnSyntheticData) {
     for (const auto& s : samples) {
       std::vector<int64_t> truth, ranking;
       for (int64_t item : s.targets) truth.push_back(ds.catalog->tuple_of_item(item));
-      for (const auto& b : search.run({format.prompt(s.history)})[0].beams)
-        ranking.push_back(ds.catalog->find_tuple_by_tokens(b.tokens));
+      const auto results = search.run({format.prompt(s.history)});
+      for (const auto& b : results[0].beams) ranking.push_back(ds.catalog->find_tuple_by_tokens(b.tokens));
       EXPECT_EQ(static_cast<int64_t>(ranking.size()), o.beam_width);
       model_acc.add_at(ki, ranking, truth);
       pop_acc.add_at(ki, popular, truth);

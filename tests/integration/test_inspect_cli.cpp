@@ -43,6 +43,15 @@ TEST(InspectCliTest, PrintsAttributesTensorsAndTotals) {
         "--config prints it all", "3 tensors, 96 elements", "parameters (root tensors): 56 in 2 tensors"}) {
     EXPECT_NE(r.output.find(expected), std::string::npos) << "missing '" << expected << "' in:\n" << r.output;
   }
+  // Model parameters show their tensor-parallel split; tensors in groups do not.
+  const auto line_of = [&](const std::string& name) {
+    const auto at = r.output.find("  " + name + " ");
+    return at == std::string::npos ? std::string() : r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  EXPECT_NE(r.output.find("tp_split"), std::string::npos) << r.output;
+  EXPECT_NE(line_of("model.layers.0.self_attn.q_proj.weight").find(" column "), std::string::npos) << r.output;
+  EXPECT_NE(line_of("model.embed_tokens.weight").find(" none "), std::string::npos) << r.output;
+  EXPECT_NE(line_of("optimizer/exp_avg.model.embed_tokens.weight").find(" - "), std::string::npos) << r.output;
   // The overview shows only the first lines of the config.
   EXPECT_EQ(r.output.find("last_line"), std::string::npos) << r.output;
 }

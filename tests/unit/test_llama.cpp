@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/config.h"
 #include "core/errors.h"
 #include "core/model/llama.h"
 #include "core/model/model_io.h"
@@ -331,6 +332,29 @@ TEST(LlamaModelTest, CheckpointRoundTripGivesIdenticalLogits) {
   int64_t counted = 0;
   for (const auto& p : m->parameters()) counted += p.numel();
   EXPECT_EQ(parameter_count(o), counted);
+}
+
+
+// The shipped model configs have the shapes their comments promise.
+LlamaOptions shipped(const std::string& name, int64_t vocab) {
+  Config c = Config::compose(std::string(ATSPEED_SOURCE_DIR) + "/configs", "config", {"model=" + name});
+  ModelConfig mc = read_section<ModelConfig>(c, "model");
+  mc.vocab_size = vocab;
+  mc.dtype = "float32";
+  return LlamaOptions::from_config(mc);
+}
+
+TEST(LlamaModelTest, ShippedModelShapes) {
+  // The paper's models with the LLaMA tokenizer's 32,000 ids: 6.74B and 68M parameters.
+  EXPECT_NEAR(static_cast<double>(parameter_count(shipped("target_llama7b", 32000))), 6.738e9, 0.01e9);
+  EXPECT_NEAR(static_cast<double>(parameter_count(shipped("draft_llama68m", 32000))), 68.0e6, 0.5e6);
+  // draft_small needs at least 10x fewer FLOPs per token than target_small (68M vs 7B is ~100x),
+  // at the mean Beauty prompt length (about 40 tokens) and at the longest (102).
+  for (int64_t context : {40, 102}) {
+    const double ratio = flops_per_token(shipped("target_small", 1029), context) /
+                         flops_per_token(shipped("draft_small", 1029), context);
+    EXPECT_GE(ratio, 10.0) << "context " << context;
+  }
 }
 
 }  // namespace
