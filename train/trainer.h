@@ -7,7 +7,8 @@
 // shuffled order (G = train.global_batch). Rank r of N takes every N-th position (shard_indices), in
 // micro-batches of train.micro_batch, grad_accum = G / (micro_batch * N) of them per step. The last
 // partial global batch of an epoch is skipped (a new shuffle uses it next epoch), so every rank runs
-// the same number of steps and the set of samples in step s does not depend on N.
+// the same number of steps and the set of samples in step s does not depend on N. Within a step, a
+// rank groups its samples into micro-batches by history length (less padding; the sum is the same).
 //
 // Loss normalisation: the loss of a step is (sum of CE over every response token of the global
 // batch) / (global number of response tokens). Each rank counts its tokens first, one all_reduce

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/io/checkpoint.h"
+#include "core/model/model_io.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -170,6 +171,17 @@ TEST_F(TrainCli, ResumeFromMissingOrCorruptCheckpointIsAClearError) {
   // A checkpoint of another kind is refused too.
   r = test::run_atspeed(train_args(tmp, "full") + " train.resume=true train.kind=draft");
   EXPECT_EQ(r.exit_code, 5) << r.output;
+}
+
+TEST(TrainCliDraft, DraftModelGetsKindDraftAndLoads) {
+  test::TempDir tmp;
+  make_data(tmp);
+  const auto r = test::run_atspeed(train_args(tmp, "draft") + " model=draft_small train.max_steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CheckpointReader best(tmp.str("draft/best.h5"), std::string("draft"));
+  EXPECT_EQ(model::model_config_from_checkpoint(best).name, "draft_small");
+  EXPECT_NO_THROW(model::load_model(best));
+  EXPECT_EQ(CheckpointReader(tmp.str("draft/last.h5")).attributes().kind, "draft");
 }
 
 }  // namespace
