@@ -25,6 +25,11 @@ GlobalOptions& global_options();
 // With --cfg it prints the resolved config and throws ConfigPrinted (main exits 0).
 Config load_config(const std::vector<std::string>& overrides);
 struct ConfigPrinted {};
+// Thrown by a subcommand that ends early on purpose with a non-zero exit code (e.g. training stopped
+// by SIGTERM after writing its checkpoint: 128 + signal); main returns `code` without an error line.
+struct ExitRequest {
+  int code = 0;
+};
 
 struct RegisterCommand {
   // `setup` adds a subcommand to `app` and sets its callback.

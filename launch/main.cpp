@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
   app.add_flag("--cfg", g.print_config, "print the resolved config (with any overrides) and exit");
   std::vector<std::string> overrides;
   app.add_option("overrides", overrides, "config overrides: group=option, a.b=value, +a.b=value");
-  app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 checkpoint, 6 distributed, 7 device.");
+  app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 data, 5 checkpoint, 6 distributed, 7 device; "
+             "130/143: training stopped by SIGINT/SIGTERM after writing its checkpoint (resume with train.resume=true).");
   for (auto& setup : command_setups()) setup(app);
   app.callback([&]() {
     if (g.print_config && app.get_subcommands().empty()) {
@@ -89,6 +90,8 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const ConfigPrinted&) {
     return 0;
+  } catch (const ExitRequest& e) {
+    return e.code;
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : exit_code(ErrorKind::Usage);
