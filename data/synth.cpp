@@ -57,6 +57,16 @@ std::string options_json(const SynthOptions& o, const Vocabulary& v) {
 
 void generate_synthetic_dataset(const std::string& dir, const SynthOptions& o, const Vocabulary& vocab) {
   validate_synth_options(o, "synthetic", vocab.codebook_size());
+  // Never overwrite a dataset this generator did not write (its marker is synth.json): a wrong
+  // data.dir must not destroy real data.
+  if (fs::is_directory(dir) && !fs::exists(fs::path(dir) / "synth.json")) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string name = entry.path().filename().string();
+      ATSPEED_ENSURE(Data, name.rfind("sequential_", 0) != 0 && name.find(".LCRec") == std::string::npos, dir,
+                     " holds a dataset that `atspeed data synth` did not generate (", name,
+                     ", no synth.json): refusing to write a synthetic dataset there; pick another directory");
+    }
+  }
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
   const int64_t cb = vocab.codebook_size();
   const int levels = vocab.levels();

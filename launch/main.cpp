@@ -38,8 +38,10 @@ Config load_config(const std::vector<std::string>& overrides) {
   Config config = Config::compose(config_dir, g.config_name, overrides);
   // The real data sits beside the repository; where it is absent (a user's fresh machine) the
   // synthetic generator stands in, unless the user picked a dataset.
-  const bool data_chosen = std::any_of(overrides.begin(), overrides.end(),
-                                       [](const std::string& o) { return o.rfind("data=", 0) == 0; });
+  // Any data setting on the command line (data=games, data.dir=...) counts as a choice.
+  const bool data_chosen = std::any_of(overrides.begin(), overrides.end(), [](const std::string& o) {
+    return o.rfind("data=", 0) == 0 || o.rfind("data.", 0) == 0 || o.rfind("+data.", 0) == 0;
+  });
   const auto choice = config.choices().find("data");
   if (!data_chosen && choice != config.choices().end() && choice->second == "beauty" &&
       default_data_option() == "synthetic") {

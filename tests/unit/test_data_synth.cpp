@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
+#include "core/errors.h"
 #include "core/vocab/constraint.h"
 #include "data/dataset.h"
 #include "data/lcrec.h"
@@ -72,6 +74,22 @@ TEST(SynthTest, EnsureRegeneratesOnlyWhenParametersChange) {
   ensure_synthetic_dataset(dir.str("d"), o);
   EXPECT_NE(read_text_file(dir.str("d/sequential_train.txt")), before);
   EXPECT_NE(read_text_file(dir.str("d/synth.json")).find("\"users\": 500"), std::string::npos);
+}
+
+TEST(SynthTest, NeverOverwritesADatasetItDidNotGenerate) {
+  // A real dataset (no synth.json marker) in the target directory is left untouched.
+  test::TempDir dir;
+  std::filesystem::create_directories(dir.str("real"));
+  { std::ofstream(dir.str("real/sequential_train.txt")) << "1 2 3\n"; }
+  try {
+    ensure_synthetic_dataset(dir.str("real"), small());
+    FAIL() << "overwrote a foreign dataset";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(e.message().find("sequential_train.txt"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(read_text_file(dir.str("real/sequential_train.txt")), "1 2 3\n");
+  EXPECT_FALSE(std::filesystem::exists(dir.str("real/synth.json")));
 }
 
 TEST(SynthTest, ResidualKmeansGivesUniqueTuples) {
