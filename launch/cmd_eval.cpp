@@ -27,6 +27,7 @@
 #include "data/lcrec.h"
 #include "data/samples.h"
 #include "launch/commands.h"
+#include "launch/model_loading.h"
 
 namespace fs = std::filesystem;
 
@@ -37,33 +38,6 @@ struct EvalOptions {
   std::vector<std::string> args;  // ckpt=PATH and config overrides
   std::string ckpt;
 };
-
-at::Device resolve_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  if (name.rfind("cuda", 0) == 0) {
-    ATSPEED_ENSURE(Device, torch::cuda::is_available(), "decode.device = ", name, " but no CUDA device is available");
-  }
-  return at::Device(name);
-}
-
-// The prompt format the checkpoint was trained with: data.sep_token / data.history_len of its stored
-// config when present (a model only understands its own prompt layout), else the current config's.
-void prompt_settings(const CheckpointReader& reader, DataConfig& data) {
-  const Config stored = Config::from_yaml(reader.attributes().config_yaml, reader.path() + ":config_yaml");
-  for (const char* key : {"sep_token", "history_len"}) {
-    const std::string path = std::string("data.") + key;
-    if (!stored.has(path)) continue;
-    if (std::string(key) == "sep_token") {
-      const bool v = stored.at(path).as<bool>();
-      if (v != data.sep_token) spdlog::warn("data.sep_token = {} in the checkpoint, {} in the config: using the checkpoint's", v, data.sep_token);
-      data.sep_token = v;
-    } else {
-      const int v = stored.at(path).as<int>();
-      if (v != data.history_len) spdlog::warn("data.history_len = {} in the checkpoint, {} in the config: using the checkpoint's", v, data.history_len);
-      data.history_len = v;
-    }
-  }
-}
 
 void run_eval(EvalOptions o) {
   std::vector<std::string> overrides;
@@ -86,17 +60,9 @@ void run_eval(EvalOptions o) {
   if (attrs.kind != "target") spdlog::warn("{}: kind '{}' (evaluating it as a target)", o.ckpt, attrs.kind);
   const Dataset ds = load_dataset(data);
   const std::string fingerprint = ds.catalog->fingerprint();
-  ATSPEED_ENSURE(Checkpoint, attrs.fingerprint == fingerprint, o.ckpt, ": item index fingerprint '",
-                 attrs.fingerprint, "' differs from the dataset's '", fingerprint, "' (", ds.index_path,
-                 "): the model was trained on another index");
-  prompt_settings(reader, data);
-  model::LlamaModel model = model::load_model(reader);
-  const int64_t vocab = ds.catalog->vocab().size();
-  ATSPEED_ENSURE(Checkpoint, model->options().vocab_size == vocab, o.ckpt, ": model vocab_size ",
-                 model->options().vocab_size, " but the dataset vocabulary has ", vocab, " tokens");
+  apply_prompt_settings(reader, data);
   const at::Device device = resolve_device(dec.device);
-  model->to(device);
-  model->eval();
+  model::LlamaModel model = load_model_for(reader, ds, device, "target");
 
   const PromptFormat format(ds.catalog, data.sep_token);
   std::vector<Sample> samples =

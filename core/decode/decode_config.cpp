@@ -12,7 +12,10 @@ void DecodeConfig::read(ConfigSection& s) {
       .get("temperature", temperature)
       .get("top_k", top_k)
       .get("seed", seed)
-      .get("device", device);
+      .get("device", device)
+      .get("draft_width", draft_width)
+      .get("gamma", gamma)
+      .get("verification", verification);
 }
 
 void DecodeConfig::validate() const {
@@ -22,12 +25,28 @@ void DecodeConfig::validate() const {
   config_ensure(seed >= 0, "decode.seed", "must be >= 0");
   config_ensure(device == "auto" || device == "cpu" || device.rfind("cuda", 0) == 0, "decode.device",
                 "must be auto, cpu, cuda or cuda:N (got '" + device + "')");
+  config_ensure(draft_width >= 1, "decode.draft_width", "must be >= 1");
+  config_ensure(gamma >= 1, "decode.gamma", "must be >= 1");
+  config_ensure(verification == "strict" || verification == "relaxed", "decode.verification",
+                "must be strict or relaxed (got '" + verification + "')");
 }
 
 decode::SearchOptions DecodeConfig::search_options(int64_t k) const {
   decode::SearchOptions o;
   o.beam_width = k > 0 ? k : beam_width;
   o.sample = sample;
+  o.temperature = temperature;
+  o.top_k = top_k;
+  o.seed = static_cast<uint64_t>(seed);
+  return o;
+}
+
+decode::SpeculativeOptions DecodeConfig::speculative_options(int64_t k) const {
+  decode::SpeculativeOptions o;
+  o.beam_width = k > 0 ? k : beam_width;
+  o.draft_width = std::max(draft_width, o.beam_width);
+  o.gamma = gamma;
+  o.verification = decode::Verification::parse(verification);
   o.temperature = temperature;
   o.top_k = top_k;
   o.seed = static_cast<uint64_t>(seed);

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/decode/beam_search.h"
+#include "core/decode/speculative.h"
 
 namespace atspeed {
 
@@ -19,11 +20,16 @@ struct DecodeConfig {
   int64_t top_k = 50;          // sampling only: per-row top-k warper (HF's default); 0 = off
   int64_t seed = 0;            // sampling only: request seeds are seed + user id
   std::string device = "auto"; // auto (cuda when available), cpu, cuda, cuda:N
+  int64_t draft_width = 40;    // speculative: N draft beams per level (>= K)
+  int64_t gamma = 4;           // speculative: drafted levels per round (SPEC §9.8)
+  std::string verification = "strict";  // speculative: strict (AtSpeed-S) | relaxed (AtSpeed-R)
 
   void read(ConfigSection& s);
   void validate() const;
   // The search options for beam width k (k <= 0: beam_width).
   decode::SearchOptions search_options(int64_t k = 0) const;
+  // The speculative options for beam width k (k <= 0: beam_width); draft width max(N, k).
+  decode::SpeculativeOptions speculative_options(int64_t k = 0) const;
 };
 
 struct EvalConfig {

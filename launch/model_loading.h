@@ -1,0 +1,29 @@
+// Loading checkpoints for decoding commands (eval, bench decode, serve): device choice, the prompt
+// layout the model was trained with, and the checks that a model fits the dataset.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <string>
+
+#include "core/io/checkpoint.h"
+#include "core/model/llama.h"
+#include "data/data_config.h"
+#include "data/dataset.h"
+
+namespace atspeed::launch {
+
+// "auto" (cuda when available), "cpu", "cuda", "cuda:N"; Error(Device) when CUDA is asked for and absent.
+c10::Device resolve_device(const std::string& name);
+
+// Takes data.sep_token / data.history_len from the checkpoint's stored config when present (a model
+// only understands its own prompt layout), warning when they differ from `data`.
+void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data);
+
+// Loads the model of `reader` onto `device` in eval mode after checking that its item-index
+// fingerprint and vocabulary size match the dataset's (Error(Checkpoint) naming both otherwise).
+// `role` names it in messages ("target", "draft").
+model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
+                                 const std::string& role);
+
+}  // namespace atspeed::launch
