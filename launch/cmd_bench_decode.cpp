@@ -503,7 +503,9 @@ const RegisterCommand register_bench_decode([](CLI::App& app) {
   cmd->add_option("--naive-max-k", o->naive_max_k, "skip the (slow) naive baseline above this K")->capture_default_str();
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_decode.json)");
   cmd->add_option("--plot", o->plot, "PNG output (default: beside the JSON; 'none' = no plot)");
-  cmd->add_option("overrides", o->overrides, "config overrides (data=games decode.gamma=3 run.threads=2 ...)");
+  cmd->add_option("overrides", o->overrides,
+                  "config overrides (data=games decode.gamma=3 run.threads=2 ...); list flags take every following "
+                  "word, so put overrides before them or after --");
   cmd->callback([o]() { run_bench_decode(*o); });
 });
 

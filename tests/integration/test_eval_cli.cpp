@@ -18,40 +18,16 @@
 #include "data/dataset.h"
 #include "data/lcrec.h"
 #include "data/samples.h"
+#include "tests/test_models.h"
 #include "tests/test_util.h"
 
 namespace atspeed {
 namespace {
 
-model::LlamaModel random_model(int64_t vocab) {
-  ModelConfig c;
-  c.vocab_size = vocab;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  torch::manual_seed(3);
-  model::LlamaModel m(model::LlamaOptions::from_config(c));
-  torch::NoGradGuard g;
-  for (auto& p : m->named_parameters()) {
-    if (p.key().find("norm") == std::string::npos) p.value().normal_(0.0, 0.3);
-  }
-  m->eval();
-  return m;
-}
+using test::random_model;
 
 void write_target(const std::string& path, model::LlamaModel& m, const std::string& fingerprint) {
-  CheckpointAttributes attrs;
-  attrs.kind = "target";
-  attrs.fingerprint = fingerprint;
-  attrs.config_yaml = "model:\n  name: tiny\n  vocab_size: " + std::to_string(m->options().vocab_size) +
-                      "\n  hidden_size: 16\n  intermediate_size: 32\n  num_hidden_layers: 2\n"
-                      "  num_attention_heads: 4\n  num_key_value_heads: 2\n"
-                      "data:\n  sep_token: true\n  history_len: 20\n";
-  CheckpointWriter w(path, attrs);
-  model::write_parameters(w, *m);
-  w.commit();
+  test::write_model_checkpoint(path, m, fingerprint, "target");
 }
 
 TEST(EvalCliTest, TinyTargetOnSyntheticData) {
