@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Reproduces the README's "Results" for one dataset (beauty or games) from the real data in
+# ../shared/data: trains target_small and a CE draft_small, evaluates the target against
+# most-popular on every test user, runs the decode benchmark and the strict-invariant check on
+# every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
+#   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench invariant (default: all)
+# Beauty: target 2 epochs, ~35 min of 2 cores; Games: 1 epoch, ~45 min (see README for measured times).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ds="${1:?usage: launch/results.sh beauty|games [stage ...]}"
+shift
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(target draft eval bench invariant)
+case "$ds" in
+  beauty) epochs=2; eval_every=200 ;;
+  games) epochs=1; eval_every=245 ;;
+  *) echo "unknown dataset '$ds' (beauty or games)" >&2; exit 2 ;;
+esac
+bash launch/build.sh >/dev/null
+. launch/setup.sh
+bin="${ATSPEED_BUILD_DIR:-build}/bin/atspeed"
+threads="${ATSPEED_THREADS:-2}"
+for stage in "${stages[@]}"; do
+  echo "[results] $ds: $stage"
+  case "$stage" in
+    target)
+      "$bin" train-target data="$ds" train.epochs="$epochs" train.eval_every="$eval_every" run.threads="$threads" \
+        run.out_dir="runs/$ds-target" ;;
+    draft)
+      "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" train.eval_every="$eval_every" \
+        run.threads="$threads" run.out_dir="runs/$ds-draft" ;;
+    eval)
+      "$bin" eval data="$ds" ckpt="runs/$ds-target/best.h5" run.threads="$threads" run.out_dir="runs/$ds-eval" ;;
+    bench)
+      "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-bench" \
+        --target "runs/$ds-target/best.h5" --draft "runs/$ds-draft/best.h5" --users 200 --batch-sizes 1 8 \
+        --ks 1 3 5 10 20 --json "runs/$ds-bench/bench_decode.json" ;;
+    invariant)
+      "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-invariant" \
+        --target "runs/$ds-target/best.h5" --draft "runs/$ds-draft/best.h5" --users 0 --batch-sizes 16 \
+        --ks 1 3 5 10 20 --draft-widths 0 40 --methods target strict --plot none \
+        --json "runs/$ds-invariant/bench_decode.json" ;;
+    *) echo "unknown stage '$stage'" >&2; exit 2 ;;
+  esac
+done
