@@ -17,6 +17,7 @@
 #include "core/model/llama.h"
 #include "core/vocab/constraint.h"
 #include "core/vocab/item_catalog.h"
+#include "tests/test_models.h"
 #include "tests/unit/fake_scorer.h"
 
 namespace atspeed::decode {
@@ -294,21 +295,7 @@ TEST(SpeculativeTest, OptionsValidate) {
 // Tiny random LLaMA target and draft through LlamaTreeScorer (real KV caches and compaction).
 
 model::LlamaModel tiny_llama(int64_t vocab, int64_t hidden, int64_t layers, uint64_t seed) {
-  ModelConfig c;
-  c.vocab_size = vocab;
-  c.hidden_size = hidden;
-  c.intermediate_size = 2 * hidden;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  torch::manual_seed(seed);
-  model::LlamaModel m(model::LlamaOptions::from_config(c));
-  torch::NoGradGuard g;
-  for (auto& p : m->named_parameters()) {
-    if (p.key().find("norm") == std::string::npos) p.value().normal_(0.0, 0.3);
-  }
-  m->eval();
-  return m;
+  return atspeed::test::random_model(vocab, seed, hidden, layers);
 }
 
 TEST(SpeculativeLlamaTest, StrictEqualsTargetBeamSearchWithRealCaches) {
