@@ -22,14 +22,17 @@ def main():
     series = {}
     for r in rows:
         series.setdefault((r["method"].split("(")[0], r["batch_size"]), []).append(r)
-    for (method, bs), rs in sorted(series.items()):
+    colors = plt.cm.tab20.colors
+    for i, ((method, bs), rs) in enumerate(sorted(series.items())):
         rs = sorted(rs, key=lambda r: r["k"])
         ks = [r["k"] for r in rs]
-        label = f"{method} (batch {bs})"
-        axes[0].plot(ks, [r["speedup_mean_ratio"] for r in rs], marker="o", label=label)
-        axes[1].plot(ks, [r["target_forwards"] for r in rs], marker="o", label=label)
+        # one color per method and batch size in every panel; batch 1 solid, larger batches dashed
+        style = dict(marker="o", color=colors[i % len(colors)], linestyle="-" if bs == 1 else "--",
+                     label=f"{method} (batch {bs})")
+        axes[0].plot(ks, [r["speedup_mean_ratio"] for r in rs], **style)
+        axes[1].plot(ks, [r["target_forwards"] for r in rs], **style)
         if "accepted_levels_per_round" in rs[0]:
-            axes[2].plot(ks, [r["accepted_levels_per_round"] for r in rs], marker="o", label=label)
+            axes[2].plot(ks, [r["accepted_levels_per_round"] for r in rs], **style)
     axes[0].axhline(1.0, color="grey", lw=0.8)
     axes[0].set_title("speedup vs its baseline (mean per-request ratio)")
     axes[1].set_title("target forwards per request")
@@ -40,7 +43,7 @@ def main():
         ax.set_xticks(bench["ks"])
         ax.set_xticklabels([str(k) for k in bench["ks"]])
         ax.grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
+    axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"atspeed bench decode: {bench['dataset']}, {bench['users']} test users, {bench['device']}, "
                  f"{bench['threads']} threads")
     fig.tight_layout()
