@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "core/config.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
 
