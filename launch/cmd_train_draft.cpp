@@ -62,6 +62,12 @@ void run_train_draft(const TrainDraftOptions& o) {
   std::string target_fp;
   if (align.needs_teacher() && !align.target.empty()) {
     const CheckpointReader reader(align.target);
+    // The target only understands its own prompt layout, and the student must see the same prompts.
+    DataConfig stored = data;
+    apply_prompt_settings(reader, stored);
+    ATSPEED_ENSURE(Config, stored.history_len == data.history_len && stored.sep_token == data.sep_token,
+                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the target ",
+                   align.target, "'s (", stored.history_len, "/", stored.sep_token, "); set them to the target's");
     model::LlamaModel target = load_model_for(reader, ds, trainer.device(), "target");
     target_fp = model::parameter_fingerprint(*target);
     if (align.teacher.empty())
@@ -76,6 +82,10 @@ void run_train_draft(const TrainDraftOptions& o) {
     spdlog::info("draft initialised from {}", align.init);
   }
   train::DraftObjective objective(align, ds.catalog, data.sep_token, trainer, std::move(online), target_fp);
+  if (const TeacherMeta* m = objective.teacher_meta())
+    ATSPEED_ENSURE(Config, m->history_len == data.history_len && m->sep_token == (data.sep_token ? 1 : 0),
+                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the teacher data ",
+                   align.teacher, "'s (", m->history_len, "/", m->sep_token, "); set them to the teacher's");
   trainer.set_objective(objective.objective());
   spdlog::info("train-draft: objective {} (alpha {}), teacher {}", align.options.objective, align.options.alpha,
                !align.needs_teacher() ? "none" : align.teacher.empty() ? "online (" + align.target + ")" : align.teacher);

@@ -35,6 +35,8 @@ class DraftObjective {
 
   // The hook for Trainer::set_objective; `this` must outlive the trainer's run().
   TrainObjective objective();
+  // The teacher files' meta (train split); nullptr for the online teacher or objective ce.
+  const TeacherMeta* teacher_meta() const { return train_reader_ ? &train_reader_->meta() : nullptr; }
   // The micro-batch loss (sum over samples, count): exposed for tests.
   std::pair<at::Tensor, int64_t> loss(model::LlamaModelImpl& model, const std::string& split,
                                       const std::vector<int64_t>& indices);

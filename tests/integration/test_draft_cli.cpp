@@ -32,7 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string data_args(const test::TempDir& tmp) {
-  return "data=synthetic data.source=files data.dir=" + tmp.str("data") + " data.history_len=6 run.threads=1";
+  return "data=synthetic data.source=files data.dir=" + tmp.str("data") + " data.history_len=20 run.threads=1";
 }
 
 // Synthetic data + a random target checkpoint for its index.
