@@ -1,4 +1,4 @@
-// The training loop shared by train-target (and train-draft later): AdamW with no decay on norm
+// The training loop shared by train-target and train-draft (via set_objective): AdamW with no decay on norm
 // weights, HF warm-up + cosine schedule, global-norm clipping, gradient accumulation, data
 // parallelism over a Communicator, early stopping on a validation metric, and exact-resume HDF5
 // checkpoints.
