@@ -1,5 +1,5 @@
 // The `train` config section (configs/train/<name>.yaml): optimiser, schedule, batch, epochs, early
-// stopping, evaluation, logging and checkpoints. Used by train-target (and train-draft later).
+// stopping, evaluation, logging and checkpoints. Used by train-target and train-draft.
 #pragma once
 
 #include <cstdint>

@@ -102,13 +102,16 @@ struct Trainer::Impl {
   std::vector<Sample> train_samples, valid_samples;
   int64_t accum = 1, spe = 0, total = 0;
   ValidationMetric metric;
+  std::optional<TrainObjective> objective;
+  bool resumed = false;
 
   Position pos;
   double best_metric = 0;
   int64_t bad_evals = 0, evals = 0;
   std::unique_ptr<std::ofstream> metrics;
 
-  Impl(const Config& c, const Dataset& d, Communicator& cm, std::string k) : config(c), ds(d), comm(cm), kind(std::move(k)) {
+  Impl(const Config& c, const Dataset& d, Communicator& cm, std::string k, std::optional<TrainSamples> samples)
+      : config(c), ds(d), comm(cm), kind(std::move(k)) {
     run_cfg = read_section<RunConfig>(config, "run");
     model_config = read_section<ModelConfig>(config, "model");
     data = read_section<DataConfig>(config, "data");
@@ -136,7 +139,8 @@ struct Trainer::Impl {
     }
 
     format = std::make_unique<PromptFormat>(ds.catalog, data.sep_token);
-    train_samples = make_train_samples(ds, parse_train_samples(data.train_samples), data.history_len);
+    train_samples =
+        make_train_samples(ds, samples.value_or(parse_train_samples(data.train_samples)), data.history_len);
     valid_samples = make_valid_samples(ds, data.history_len);
     if (train.max_valid_samples > 0 && static_cast<int64_t>(valid_samples.size()) > train.max_valid_samples)
       valid_samples.resize(static_cast<size_t>(train.max_valid_samples));
@@ -160,7 +164,10 @@ struct Trainer::Impl {
     optimizer = make_adamw(*model, {train.lr, train.weight_decay, train.beta1, train.beta2, train.eps});
     metric = ValidationMetric{"valid_loss", false, [this] { return validation_loss(); }};
     best_metric = std::numeric_limits<double>::infinity();
-    if (train.resume) restore();
+    if (train.resume) {
+      restore();
+      resumed = true;
+    }
   }
 
   bool improves(double value) const {
@@ -287,9 +294,17 @@ struct Trainer::Impl {
     double sum = 0;
     int64_t count = 0;
     for (size_t i = 0; i < idx.size(); i += static_cast<size_t>(train.eval_batch)) {
+      const std::vector<int64_t> chunk(idx.begin() + static_cast<std::ptrdiff_t>(i),
+                                       idx.begin() + static_cast<std::ptrdiff_t>(
+                                                         std::min(idx.size(), i + static_cast<size_t>(train.eval_batch))));
+      if (objective) {
+        auto [loss, n] = objective->loss(*model, "valid", chunk);
+        sum += loss.item<double>();
+        count += n;
+        continue;
+      }
       std::vector<const Sample*> rows;
-      for (size_t k = i; k < std::min(idx.size(), i + static_cast<size_t>(train.eval_batch)); ++k)
-        rows.push_back(&valid_samples[static_cast<size_t>(idx[k])]);
+      for (int64_t k : chunk) rows.push_back(&valid_samples[static_cast<size_t>(k)]);
       const Batch b = collate_train(rows, *format);
       auto [ce, n] = token_ce_sum(*model, b, device);
       sum += ce.item<double>();
@@ -345,15 +360,25 @@ struct Trainer::Impl {
     // The step's samples, grouped into micro-batches by history length: the gradient is a sum over
     // the step's set, so the grouping changes nothing but the padding (rows are padded to the
     // longest in their micro-batch; unsorted, about 2/3 of a micro-batch would be padding).
-    std::vector<const Sample*> step_rows;
-    for (int64_t k = 0; k < M * accum; ++k)
-      step_rows.push_back(&train_samples[static_cast<size_t>(order[static_cast<size_t>(base + k)])]);
-    std::stable_sort(step_rows.begin(), step_rows.end(),
-                     [](const Sample* a, const Sample* b) { return a->history.size() < b->history.size(); });
+    std::vector<int64_t> step_rows;
+    for (int64_t k = 0; k < M * accum; ++k) step_rows.push_back(order[static_cast<size_t>(base + k)]);
+    std::stable_sort(step_rows.begin(), step_rows.end(), [this](int64_t a, int64_t b) {
+      return train_samples[static_cast<size_t>(a)].history.size() < train_samples[static_cast<size_t>(b)].history.size();
+    });
+    std::vector<std::vector<int64_t>> micro;
     std::vector<Batch> batches;
     int64_t local_targets = 0, local_tokens = 0;
     for (int64_t a = 0; a < accum; ++a) {
-      std::vector<const Sample*> rows(step_rows.begin() + a * M, step_rows.begin() + (a + 1) * M);
+      micro.emplace_back(step_rows.begin() + a * M, step_rows.begin() + (a + 1) * M);
+      if (objective) {
+        local_targets += objective->units("train", micro.back());
+        for (int64_t i : micro.back())
+          local_tokens += format->prompt_length(static_cast<int64_t>(train_samples[static_cast<size_t>(i)].history.size())) +
+                          format->response_length();
+        continue;
+      }
+      std::vector<const Sample*> rows;
+      for (int64_t i : micro.back()) rows.push_back(&train_samples[static_cast<size_t>(i)]);
       batches.push_back(collate_train(rows, *format));
       local_targets += (batches.back().targets != kIgnoreIndex).sum().item<int64_t>();
       local_tokens += batches.back().lengths.sum().item<int64_t>();
@@ -365,10 +390,15 @@ struct Trainer::Impl {
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
     double loss_sum = 0;
-    for (const Batch& b : batches) {
-      auto [ce, n] = token_ce_sum(*model, b, device);
-      (ce / global_targets).backward();
-      loss_sum += ce.item<double>();
+    for (int64_t a = 0; a < accum; ++a) {
+      at::Tensor sum;
+      if (objective) {
+        sum = objective->loss(*model, "train", micro[static_cast<size_t>(a)]).first;
+      } else {
+        sum = token_ce_sum(*model, batches[static_cast<size_t>(a)], device).first;
+      }
+      (sum / global_targets).backward();
+      loss_sum += sum.item<double>();
     }
     all_reduce_gradients(params, comm, ReduceOp::Sum, train.bucket_mb << 20);
     at::Tensor loss_t = at::tensor({loss_sum}, at::kDouble);
@@ -469,8 +499,19 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(const Config& config, const Dataset& dataset, Communicator& comm, std::string kind)
-    : impl_(std::make_unique<Impl>(config, dataset, comm, std::move(kind))) {}
+Trainer::Trainer(const Config& config, const Dataset& dataset, Communicator& comm, std::string kind,
+                 std::optional<TrainSamples> samples)
+    : impl_(std::make_unique<Impl>(config, dataset, comm, std::move(kind), samples)) {}
+void Trainer::set_objective(TrainObjective objective) {
+  ATSPEED_CHECK(objective.loss && objective.units, "Trainer::set_objective: loss and units are required");
+  impl_->objective = std::move(objective);
+}
+const std::vector<Sample>& Trainer::samples(const std::string& split) const {
+  ATSPEED_CHECK(split == "train" || split == "valid", "Trainer::samples: unknown split ", split);
+  return split == "train" ? impl_->train_samples : impl_->valid_samples;
+}
+bool Trainer::resumed() const { return impl_->resumed; }
+c10::Device Trainer::device() const { return impl_->device; }
 Trainer::~Trainer() = default;
 void Trainer::set_metric(ValidationMetric metric) {
   // A fresh run starts from the worst value of the new metric's direction; a resumed one keeps its best.

@@ -1,4 +1,4 @@
-// The training loop shared by train-target (and train-draft later): AdamW with no decay on norm
+// The training loop shared by train-target and train-draft (via set_objective): AdamW with no decay on norm
 // weights, HF warm-up + cosine schedule, global-norm clipping, gradient accumulation, data
 // parallelism over a Communicator, early stopping on a validation metric, and exact-resume HDF5
 // checkpoints.
@@ -27,6 +27,14 @@
 // model has no dropout. train.resume=true restores all of it and continues at the saved position,
 // so the per-step losses equal those of an uninterrupted run (bitwise on CPU with the same threads).
 //
+// Objective hook: by default the loss is the response-token CE above. set_objective() replaces it
+// (train-draft's alignment losses): the hook returns a micro-batch's loss as a SUM over its units
+// (samples for train-draft) and the unit count; the trainer counts the step's global units first
+// (units() + one all_reduce) and backpropagates sum / global units, so the same normalisation
+// argument holds (the step's loss is the global mean for any N, micro_batch, grad_accum). The
+// validation loss uses the same hook on the validation samples. Data order, sharding, checkpoints
+// and resume are unchanged.
+//
 // Metrics: rank 0 appends one JSON line per step to <run.out_dir>/metrics.jsonl
 // ({"step","epoch","loss","lr","grad_norm","tokens_per_s","tokens"}) and one per evaluation
 // ({"step","epoch",<metric>,"best","bad_evals"}). On resume the file is cut back to the
@@ -36,12 +44,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "core/config.h"
 #include "core/dist/communicator.h"
 #include "data/dataset.h"
+#include "data/samples.h"
 
 namespace atspeed::model {
 class LlamaModelImpl;
@@ -83,16 +97,37 @@ int pending_stop_signal();
 void request_stop(int signal);  // what the handler does (tests)
 void clear_stop_request();
 
+// A pluggable training objective (see the header comment). `split` is "train" or "valid";
+// `indices` index Trainer::samples(split).
+struct TrainObjective {
+  std::string name = "ce";
+  // {differentiable scalar: sum of the units' losses, number of units}.
+  std::function<std::pair<at::Tensor, int64_t>(model::LlamaModelImpl& model, const std::string& split,
+                                               const std::vector<int64_t>& indices)>
+      loss;
+  // The unit count of a micro-batch without running the model (the global normaliser).
+  std::function<int64_t(const std::string& split, const std::vector<int64_t>& indices)> units;
+};
+
 class Trainer {
  public:
   // `config` holds run, model, data and train sections (validated here); `kind` is the checkpoint
   // kind ("target", "draft"). Builds the model (seeded by run.seed), or restores last.h5 when
-  // train.resume is set.
-  Trainer(const Config& config, const Dataset& dataset, Communicator& comm, std::string kind);
+  // train.resume is set. `samples` picks the training samples (default: data.train_samples;
+  // train-draft passes data.draft_samples).
+  Trainer(const Config& config, const Dataset& dataset, Communicator& comm, std::string kind,
+          std::optional<TrainSamples> samples = std::nullopt);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
+  // Replaces the loss (and thereby the default validation loss). Call before run().
+  void set_objective(TrainObjective objective);
+  // The training ("train") or validation ("valid", already cut to train.max_valid_samples) samples.
+  const std::vector<Sample>& samples(const std::string& split) const;
+  // True when this run restored last.h5 (train.resume).
+  bool resumed() const;
+  c10::Device device() const;
   // Replaces the early-stopping metric (default: mean CE on the validation samples).
   void set_metric(ValidationMetric metric);
   // Mean response-token CE over the first train.max_valid_samples validation samples (collective).

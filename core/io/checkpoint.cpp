@@ -340,6 +340,7 @@ struct CheckpointWriter::Impl {
   Handle file;
   Handle group_plist;  // creation-order-indexed groups, so listing follows write order
   bool committed = false;
+  int deflate_level = 0;
 
   void ensure_open() const {
     ATSPEED_ENSURE(Checkpoint, file.valid(), "checkpoint ", path, ": the writer was already committed");
@@ -483,6 +484,11 @@ void CheckpointWriter::write(const std::string& name, const at::Tensor& tensor) 
       }
     }
     check(H5Pset_chunk(dcpl.get(), rank, chunk.data()), s.path, what);
+    if (s.deflate_level > 0) {
+      check(H5Pset_shuffle(dcpl.get()), s.path, what);
+      check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(s.deflate_level)), s.path, what);
+    }
+    // Last, so the checksum covers the bytes as stored (after compression).
     check(H5Pset_fletcher32(dcpl.get()), s.path, what);
   }
   Handle dataset(check_id(H5Dcreate2(s.file.get(), name.c_str(), spec->file_type, space.get(), H5P_DEFAULT, dcpl.get(),
@@ -492,6 +498,14 @@ void CheckpointWriter::write(const std::string& name, const at::Tensor& tensor) 
   if (numel > 0)
     check(H5Dwrite(dataset.get(), spec->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data_ptr()), s.path, what);
   write_string_attribute(dataset.get(), "dtype", spec->name, s.path, "tensor '" + name + "'");
+}
+
+void CheckpointWriter::set_compression(int deflate_level) {
+  ATSPEED_ENSURE(Checkpoint, deflate_level >= 0 && deflate_level <= 9, "checkpoint ", impl_->path,
+                 ": deflate level ", deflate_level, " is outside 0..9");
+  ATSPEED_ENSURE(Checkpoint, deflate_level == 0 || H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0, "checkpoint ",
+                 impl_->path, ": this HDF5 library was built without deflate (zlib)");
+  impl_->deflate_level = deflate_level;
 }
 
 void CheckpointWriter::set_string_attribute(const std::string& group, const std::string& key, const std::string& value) {

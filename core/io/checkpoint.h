@@ -80,6 +80,10 @@ class CheckpointWriter {
   void set_string_attribute(const std::string& group, const std::string& key, const std::string& value);
   void set_int_attribute(const std::string& group, const std::string& key, int64_t value);
   void set_double_attribute(const std::string& group, const std::string& key, double value);
+  // Deflate level (1-9; 0 = off, the default) for the chunked datasets written after this call,
+  // with the byte-shuffle filter before it (fp16/fp32 logits compress far better shuffled). Small
+  // (compact) datasets are never compressed. Readers need nothing: HDF5 undoes the filters.
+  void set_compression(int deflate_level);
 
   // Flushes, closes and fsyncs the temp file, renames it over path() and fsyncs the directory.
   // After commit() the writer accepts nothing more.

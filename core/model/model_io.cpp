@@ -1,5 +1,6 @@
 #include "core/model/model_io.h"
 
+#include <fmt/format.h>
 #include <torch/torch.h>
 
 #include <set>
@@ -71,6 +72,25 @@ double flops_per_token(const LlamaOptions& o, int64_t context) {
   const double h = static_cast<double>(o.hidden_size), kv = static_cast<double>(o.num_key_value_heads * o.head_dim());
   const double matmul = o.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * o.intermediate_size) + o.vocab_size * h;
   return 2.0 * matmul + 4.0 * o.num_hidden_layers * h * static_cast<double>(context);
+}
+
+std::string parameter_fingerprint(LlamaModelImpl& model) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= p[i];
+      h *= 1099511628211ULL;
+    }
+  };
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.named_parameters()) {
+    mix(p.key().data(), p.key().size());
+    for (int64_t d : p.value().sizes()) mix(&d, sizeof d);
+    const at::Tensor v = p.value().detach().to(at::kCPU, at::kFloat).contiguous();
+    mix(v.data_ptr(), static_cast<size_t>(v.numel()) * sizeof(float));
+  }
+  return fmt::format("fnv1a64:{:016x}", h);
 }
 
 }  // namespace atspeed::model

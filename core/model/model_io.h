@@ -27,6 +27,11 @@ ModelConfig model_config_from_checkpoint(const CheckpointReader& reader);
 // overrides the stored model.dtype when given. Returns the model in eval mode on the CPU.
 LlamaModel load_model(const CheckpointReader& reader, const std::optional<std::string>& dtype = std::nullopt);
 
+// A content fingerprint of the weights: "fnv1a64:<16 hex>" over every parameter's name, shape and
+// float32 bytes in model order. Depends only on the values (not on the file, its dtype choice for
+// other tensors or its path), so teacher data can record which target produced it.
+std::string parameter_fingerprint(LlamaModelImpl& model);
+
 // Number of parameters (elements) of the model and the forward FLOPs per token at a given context
 // length (2 * matmul params + attention 4 * layers * hidden * context), used by configs and benches.
 int64_t parameter_count(const LlamaOptions& o);

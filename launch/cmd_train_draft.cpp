@@ -1,0 +1,114 @@
+// `atspeed train-draft [overrides]`: alignment training of the draft (SPEC §4, §9.5-9.8). Defaults
+// to train=draft (configs/train/draft.yaml) and model=draft_small unless those groups are given.
+// The loss is (1 - align.alpha) * CE + align.alpha * L_align(align.objective) per sample
+// (train/draft_objective.h); the teacher comes from align.teacher (files from `atspeed teacher`) or,
+// when that is empty, is computed online from align.target inside the loop.
+// Multi-process: `mpirun -np N atspeed train-draft ...` (data parallel, gradient all-reduce).
+// SIGTERM/SIGINT: last.h5 is written and the exit code is 128 + signal; train.resume=true continues.
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+#include "core/config.h"
+#include "core/config_types.h"
+#include "core/dist/communicator.h"
+#include "core/errors.h"
+#include "core/io/checkpoint.h"
+#include "core/logging.h"
+#include "core/model/model_io.h"
+#include "data/data_config.h"
+#include "data/dataset.h"
+#include "launch/commands.h"
+#include "launch/model_loading.h"
+#include "train/draft_config.h"
+#include "train/draft_objective.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
+
+namespace atspeed::launch {
+namespace {
+
+struct TrainDraftOptions {
+  std::vector<std::string> overrides;
+};
+
+void run_train_draft(const TrainDraftOptions& o) {
+  std::vector<std::string> overrides;
+  bool has_train = false, has_model = false;
+  for (const auto& a : o.overrides) {
+    has_train = has_train || a.rfind("train=", 0) == 0;
+    has_model = has_model || a.rfind("model=", 0) == 0;
+  }
+  if (!has_train) overrides.push_back("train=draft");
+  if (!has_model) overrides.push_back("model=draft_small");
+  overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
+  const Config config = load_config(overrides);
+  const auto dist = read_section<DistConfig>(config, "dist");
+  const auto log = read_section<LogConfig>(config, "log");
+  const auto train_config = read_section<TrainConfig>(config, "train");
+  auto data = read_section<DataConfig>(config, "data");
+  const auto align = read_section<AlignConfig>(config, "align");
+  auto comm = make_communicator(dist.backend);
+  set_log_rank(comm->rank(), comm->size(), log.all_ranks);
+  train::install_stop_signal_handlers();
+  Dataset ds;
+  if (comm->rank() == 0) ds = load_dataset(data);
+  comm->barrier();
+  if (comm->rank() != 0) ds = load_dataset(data);
+
+  train::Trainer trainer(config, ds, *comm, "draft", parse_train_samples(data.draft_samples));
+  // The target: the online teacher, or (offline) only its fingerprint, checked against the files.
+  std::unique_ptr<train::TeacherComputer> online;
+  std::string target_fp;
+  if (align.needs_teacher() && !align.target.empty()) {
+    const CheckpointReader reader(align.target);
+    // The target only understands its own prompt layout, and the student must see the same prompts.
+    DataConfig stored = data;
+    apply_prompt_settings(reader, stored);
+    ATSPEED_ENSURE(Config, stored.history_len == data.history_len && stored.sep_token == data.sep_token,
+                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the target ",
+                   align.target, "'s (", stored.history_len, "/", stored.sep_token, "); set them to the target's");
+    model::LlamaModel target = load_model_for(reader, ds, trainer.device(), "target");
+    target_fp = model::parameter_fingerprint(*target);
+    if (align.teacher.empty())
+      online = std::make_unique<train::TeacherComputer>(target, ds.catalog, align.beams, align.teacher_batch,
+                                                        trainer.device());
+  }
+  if (!align.init.empty() && !trainer.resumed()) {
+    const CheckpointReader init(align.init);
+    ATSPEED_ENSURE(Checkpoint, init.attributes().fingerprint == ds.catalog->fingerprint(), align.init,
+                   ": item index fingerprint differs from the dataset's");
+    model::read_parameters(init, trainer.model());
+    spdlog::info("draft initialised from {}", align.init);
+  }
+  train::DraftObjective objective(align, ds.catalog, data.sep_token, trainer, std::move(online), target_fp);
+  if (const TeacherMeta* m = objective.teacher_meta())
+    ATSPEED_ENSURE(Config, m->history_len == data.history_len && m->sep_token == (data.sep_token ? 1 : 0),
+                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the teacher data ",
+                   align.teacher, "'s (", m->history_len, "/", m->sep_token, "); set them to the teacher's");
+  trainer.set_objective(objective.objective());
+  spdlog::info("train-draft: objective {} (alpha {}), teacher {}", align.options.objective, align.options.alpha,
+               !align.needs_teacher() ? "none" : align.teacher.empty() ? "online (" + align.target + ")" : align.teacher);
+  const train::TrainResult r = trainer.run();
+  comm->barrier();
+  if (r.stop_signal != 0) {
+    spdlog::warn("stopped by signal {} at global step {}; {} holds the state: rerun with train.resume=true to continue",
+                 r.stop_signal, r.global_step, r.last_checkpoint);
+    throw ExitRequest{128 + r.stop_signal};
+  }
+  spdlog::info("done: {} steps{}, best {} {:.5f} ({}), last {}", r.global_step,
+               r.early_stopped ? " (early stopped)" : "", train_config.metric, r.best_metric,
+               r.best_checkpoint.empty() ? "no evaluation" : r.best_checkpoint, r.last_checkpoint);
+}
+
+const RegisterCommand register_train_draft([](CLI::App& app) {
+  auto o = std::make_shared<TrainDraftOptions>();
+  auto* cmd = app.add_subcommand("train-draft", "align the draft to the target (ce, atspeed_s, atspeed_r, wordkd, "
+                                                "tvdkd, seqkd) with checkpoints and exact resume");
+  cmd->add_option("overrides", o->overrides,
+                  "config overrides: align.objective=atspeed_s align.teacher=DIR (or align.target=CKPT) ...");
+  cmd->callback([o]() { run_train_draft(*o); });
+});
+
+}  // namespace
+}  // namespace atspeed::launch

@@ -1,0 +1,104 @@
+// Data-parallel train-draft equals single-process train-draft: N ranks with micro_batch 2 and
+// grad_accum 2 (global batch 4N) give the same per-step losses, gradient norms and parameters as one
+// process with the whole global batch in one micro-batch (float tolerance), for the CE-only and the
+// AtSpeed-S objectives with the online teacher (a random target, identical on every rank).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/config.h"
+#include "core/dist/communicator.h"
+#include "core/errors.h"
+#include "data/data_config.h"
+#include "data/dataset.h"
+#include "tests/test_models.h"
+#include "train/draft_config.h"
+#include "train/draft_objective.h"
+#include "train/trainer.h"
+
+namespace atspeed {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shared_dir(Communicator& comm) {
+  at::Tensor name = at::zeros({256}, at::kByte);
+  if (comm.rank() == 0) {
+    std::string templ = (fs::temp_directory_path() / "atspeed_mpi_draft_XXXXXX").string();
+    ATSPEED_CHECK(mkdtemp(templ.data()) != nullptr, "mkdtemp failed");
+    std::memcpy(name.data_ptr(), templ.data(), std::min<size_t>(templ.size(), 255));
+  }
+  comm.broadcast(name, 0);
+  return std::string(reinterpret_cast<const char*>(name.data_ptr()));
+}
+
+struct DraftRun {
+  train::TrainResult result;
+  std::vector<at::Tensor> params;
+};
+
+DraftRun draft_run(const std::string& dir, const std::string& out, const std::string& objective, int64_t micro,
+                   int64_t global, Communicator& comm) {
+  const std::vector<std::string> overrides = {
+      "data=synthetic", "data.dir=" + dir + "/data", "data.synthetic.users=150", "data.synthetic.items=120",
+      "data.history_len=5", "train=draft", "model.hidden_size=16", "model.intermediate_size=32",
+      "model.num_hidden_layers=2", "model.num_attention_heads=2", "model.num_key_value_heads=1",
+      "run.out_dir=" + dir + "/" + out, "train.micro_batch=" + std::to_string(micro),
+      "train.global_batch=" + std::to_string(global), "train.warmup_steps=2", "train.max_steps=4",
+      "train.max_valid_samples=12", "train.eval_batch=6", "train.checkpoint_every=2", "align.objective=" + objective,
+      "align.target=random", "align.beams=4"};
+  const Config config = Config::compose(find_config_dir(""), "config", overrides);
+  const auto data = read_section<DataConfig>(config, "data");
+  Dataset ds;
+  if (comm.rank() == 0) ds = load_dataset(data);
+  comm.barrier();
+  if (comm.rank() != 0) ds = load_dataset(data);
+  const auto align = read_section<AlignConfig>(config, "align");
+  train::Trainer trainer(config, ds, comm, "draft", TrainSamples::Last);
+  std::unique_ptr<train::TeacherComputer> online;
+  if (objective != "ce")
+    online = std::make_unique<train::TeacherComputer>(test::random_model(ds.catalog->vocab().size(), 9), ds.catalog,
+                                                      align.beams, 8, at::kCPU);
+  train::DraftObjective obj(align, ds.catalog, true, trainer, std::move(online));
+  trainer.set_objective(obj.objective());
+  DraftRun r;
+  r.result = trainer.run();
+  for (const auto& p : trainer.model().parameters()) r.params.push_back(p.detach().clone());
+  return r;
+}
+
+TEST(DraftMpi, DataParallelEqualsSingleProcess) {
+  at::set_num_threads(1);
+  auto world = make_communicator("auto");
+  const int n = world->size();
+  const std::string dir = shared_dir(*world);
+  for (const std::string objective : {"ce", "atspeed_s"}) {
+    const int64_t global = 4 * n;
+    const DraftRun dp = draft_run(dir, "dp_" + objective, objective, 2, global, *world);
+    ASSERT_EQ(dp.result.steps.size(), 4u);
+    world->barrier();
+    if (world->rank() == 0) {
+      auto local = make_local_communicator();
+      const DraftRun single = draft_run(dir, "single_" + objective, objective, global, global, *local);
+      ASSERT_EQ(single.result.steps.size(), dp.result.steps.size());
+      for (size_t i = 0; i < single.result.steps.size(); ++i) {
+        EXPECT_TRUE(std::isfinite(dp.result.steps[i].loss));
+        EXPECT_NEAR(single.result.steps[i].loss, dp.result.steps[i].loss, 1e-5) << objective << " step " << i + 1;
+        EXPECT_NEAR(single.result.steps[i].grad_norm, dp.result.steps[i].grad_norm, 1e-4)
+            << objective << " step " << i + 1;
+      }
+      for (size_t i = 0; i < single.params.size(); ++i)
+        EXPECT_TRUE(at::allclose(single.params[i], dp.params[i], 1e-4, 1e-5)) << objective << " parameter " << i;
+      EXPECT_NEAR(single.result.best_metric, dp.result.best_metric, 1e-5) << objective;
+    }
+    world->barrier();
+  }
+  if (world->rank() == 0) fs::remove_all(dir);
+  world->barrier();
+}
+
+}  // namespace
+}  // namespace atspeed
