@@ -19,6 +19,7 @@
 #include "data/data_config.h"
 #include "data/dataset.h"
 #include "launch/commands.h"
+#include "launch/training_run.h"
 #include "launch/model_loading.h"
 #include "train/draft_config.h"
 #include "train/draft_objective.h"
@@ -51,10 +52,7 @@ void run_train_draft(const TrainDraftOptions& o) {
   auto comm = make_communicator(dist.backend);
   set_log_rank(comm->rank(), comm->size(), log.all_ranks);
   train::install_stop_signal_handlers();
-  Dataset ds;
-  if (comm->rank() == 0) ds = load_dataset(data);
-  comm->barrier();
-  if (comm->rank() != 0) ds = load_dataset(data);
+  const Dataset ds = load_dataset_rank0_first(data, *comm);
 
   train::Trainer trainer(config, ds, *comm, "draft", parse_train_samples(data.draft_samples));
   // The target: the online teacher, or (offline) only its fingerprint, checked against the files.
@@ -91,14 +89,7 @@ void run_train_draft(const TrainDraftOptions& o) {
                !align.needs_teacher() ? "none" : align.teacher.empty() ? "online (" + align.target + ")" : align.teacher);
   const train::TrainResult r = trainer.run();
   comm->barrier();
-  if (r.stop_signal != 0) {
-    spdlog::warn("stopped by signal {} at global step {}; {} holds the state: rerun with train.resume=true to continue",
-                 r.stop_signal, r.global_step, r.last_checkpoint);
-    throw ExitRequest{128 + r.stop_signal};
-  }
-  spdlog::info("done: {} steps{}, best {} {:.5f} ({}), last {}", r.global_step,
-               r.early_stopped ? " (early stopped)" : "", train_config.metric, r.best_metric,
-               r.best_checkpoint.empty() ? "no evaluation" : r.best_checkpoint, r.last_checkpoint);
+  finish_training(r, train_config.metric);
 }
 
 const RegisterCommand register_train_draft([](CLI::App& app) {

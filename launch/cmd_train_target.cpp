@@ -17,6 +17,7 @@
 #include "data/data_config.h"
 #include "data/dataset.h"
 #include "launch/commands.h"
+#include "launch/training_run.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -38,22 +39,11 @@ void run_train_target(const TrainTargetOptions& o) {
   set_log_rank(comm->rank(), comm->size(), log.all_ranks);
   // Install before the (possibly long) dataset load so an early Ctrl-C is not a hard kill.
   train::install_stop_signal_handlers();
-  // Rank 0 generates a synthetic dataset if needed; the others wait, then read it.
-  Dataset ds;
-  if (comm->rank() == 0) ds = load_dataset(data);
-  comm->barrier();
-  if (comm->rank() != 0) ds = load_dataset(data);
+  const Dataset ds = load_dataset_rank0_first(data, *comm);
   train::Trainer trainer(config, ds, *comm, train_config.resolved_kind(model.name));
   const train::TrainResult r = trainer.run();
   comm->barrier();
-  if (r.stop_signal != 0) {
-    spdlog::warn("stopped by signal {} at global step {}; {} holds the state: rerun with train.resume=true to continue",
-                 r.stop_signal, r.global_step, r.last_checkpoint);
-    throw ExitRequest{128 + r.stop_signal};
-  }
-  spdlog::info("done: {} steps{}, best {} {:.5f} ({}), last {}; {:.0f} tokens/s", r.global_step,
-               r.early_stopped ? " (early stopped)" : "", train_config.metric, r.best_metric,
-               r.best_checkpoint.empty() ? "no evaluation" : r.best_checkpoint, r.last_checkpoint, r.tokens_per_s);
+  finish_training(r, train_config.metric);
 }
 
 const RegisterCommand register_train_target([](CLI::App& app) {
