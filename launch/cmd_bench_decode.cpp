@@ -309,11 +309,16 @@ void run_bench_decode(BenchDecodeOptions o) {
         plain.run({p});
         plain_total += since(t0);
       }
+      // Speculation that does not pay on the calibration users falls back to target beam search
+      // (N = gamma = 0), which is always a valid choice and gives the same items.
+      const bool fallback = plain_total <= best;
+      if (fallback) best_n = best_g = 0;
       adaptive[k] = {best_n, best_g};
-      std::cout << fmt::format("  K={:<3} N={:<3} gamma={}  ({:.2f} ms/request; target beam search {:.2f})\n", k, best_n,
-                               best_g, best / static_cast<double>(prompts.size()) * 1e3,
+      std::cout << fmt::format("  K={:<3} {}  (best speculative {:.2f} ms/request; target beam search {:.2f})\n", k,
+                               fallback ? std::string("target beam search") : fmt::format("N={:<3} gamma={}", best_n, best_g),
+                               best / static_cast<double>(prompts.size()) * 1e3,
                                plain_total / static_cast<double>(prompts.size()) * 1e3);
-      adaptive_json.push_back({{"k", k}, {"n", best_n}, {"gamma", best_g},
+      adaptive_json.push_back({{"k", k}, {"n", best_n}, {"gamma", best_g}, {"fallback_to_target", fallback},
                                {"calib_ms", best / static_cast<double>(prompts.size()) * 1e3},
                                {"calib_target_ms", plain_total / static_cast<double>(prompts.size()) * 1e3}});
     }
@@ -339,7 +344,10 @@ void run_bench_decode(BenchDecodeOptions o) {
       }
       if (m == "relaxed") specs.push_back({fmt::format("relaxed(N={})", std::max(dec.draft_width, k)), "relaxed", std::max(dec.draft_width, k), dec.gamma, "sampling"});
       if (m == "adaptive" && adaptive.count(k)) {
-        specs.push_back({fmt::format("adaptive(N={},g={})", adaptive[k].first, adaptive[k].second), "strict", adaptive[k].first, adaptive[k].second, "target"});
+        if (adaptive[k].first == 0)
+          specs.push_back({"adaptive(target)", "target", 0, 0, "target"});
+        else
+          specs.push_back({fmt::format("adaptive(N={},g={})", adaptive[k].first, adaptive[k].second), "strict", adaptive[k].first, adaptive[k].second, "target"});
       }
     }
     for (int64_t bs : o.batch_sizes) {

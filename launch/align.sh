@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Does alignment pay? (issue 6, README "Draft alignment results"). For one dataset: the target's
+# teacher files, drafts trained with each objective from the same starting point for the same
+# budget, and `bench decode` of each draft on the same test users. Every stage is resumable: rerun
+# the same command after an interruption and finished runs are skipped, interrupted ones resume
+# from their last checkpoint.
+#   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep bench table (default: all)
+# Inputs: runs/<ds>-target/best.h5 (target) and runs/<ds>-draft/best.h5 (the CE draft every run
+# starts from), both from launch/results.sh. Outputs: runs/<ds>-teacher/, runs/align/<ds>-<obj>-a<alpha>-e<epochs>/.
+# Environment: ATSPEED_ALIGN_EPOCHS (default 2), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
+# budget, default 1), ATSPEED_ALIGN_LR (default 5e-4), ATSPEED_ALIGN_USERS (bench users, default 1000),
+# ATSPEED_ALIGN_OBJECTIVES (default "ce atspeed_s atspeed_r wordkd tvdkd seqkd"),
+# ATSPEED_ALIGN_SWEEP (objectives of the alpha sweep, default "atspeed_s atspeed_r"),
+# ATSPEED_THREADS (default 2).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ds="${1:?usage: launch/align.sh beauty|games [stage ...]}"
+shift
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(teacher drafts sweep bench table)
+bash launch/build.sh >/dev/null
+. launch/setup.sh
+bin="${ATSPEED_BUILD_DIR:-build}/bin/atspeed"
+threads="${ATSPEED_THREADS:-2}"
+epochs="${ATSPEED_ALIGN_EPOCHS:-2}"
+sweep_epochs="${ATSPEED_ALIGN_SWEEP_EPOCHS:-1}"
+# Fine-tuning a trained draft: a shorter warm-up and half the from-scratch learning rate (the 200-step
+# warm-up of configs/train/draft.yaml is longer than a 2-epoch Beauty run of 152 steps).
+lr="${ATSPEED_ALIGN_LR:-5.0e-4}"
+users="${ATSPEED_ALIGN_USERS:-1000}"
+objectives=(${ATSPEED_ALIGN_OBJECTIVES:-ce atspeed_s atspeed_r wordkd tvdkd seqkd})
+sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
+target="runs/$ds-target/best.h5"
+init="runs/$ds-draft/best.h5"
+teacher="runs/$ds-teacher"
+for f in "$target" "$init"; do
+  [ -f "$f" ] || { echo "missing $f: run 'bash launch/results.sh $ds target draft' first" >&2; exit 2; }
+done
+
+# One draft: objective $1, alpha $2, epochs $3. Skipped when done, resumed when interrupted.
+train_draft() {
+  local obj="$1" alpha="$2" ep="$3" dir="runs/align/$ds-$1-a$2-e$3"
+  if [ -f "$dir/done" ]; then echo "[align] $dir: done"; return; fi
+  local resume=false
+  [ -f "$dir/last.h5" ] && resume=true
+  echo "[align] $dir: training (resume=$resume)"
+  "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher/teacher" \
+    align.target="$target" align.init="$init" train.epochs="$ep" train.lr="$lr" train.warmup_steps=20 train.resume="$resume" \
+    run.threads="$threads" run.out_dir="$dir"
+  touch "$dir/done"
+}
+
+for stage in "${stages[@]}"; do
+  echo "[align] $ds: $stage"
+  case "$stage" in
+    teacher)  # resumable by itself: finished part files are kept
+      "$bin" teacher data="$ds" teacher.target="$target" run.threads="$threads" run.out_dir="$teacher" ;;
+    drafts)
+      for obj in "${objectives[@]}"; do train_draft "$obj" 0.7 "$epochs"; done ;;
+    sweep)
+      for obj in "${sweep[@]}"; do for a in 0.1 0.3 0.5 0.7; do train_draft "$obj" "$a" "$sweep_epochs"; done; done ;;
+    bench)  # the starting CE draft and every finished draft, on the same seeded test users
+      for dir in "runs/$ds-draft" runs/align/"$ds"-*; do
+        [ -f "$dir/best.h5" ] || continue
+        [ "$dir" = "runs/$ds-draft" ] || [ -f "$dir/done" ] || continue
+        json="$dir/bench_align.json"
+        if [ -f "$json" ]; then echo "[align] $json: done"; continue; fi
+        echo "[align] bench $dir"
+        "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="$dir" \
+          --target "$target" --draft "$dir/best.h5" --users "$users" --batch-sizes 16 \
+          --ks 1 3 5 10 20 --draft-widths 40 --methods target sampling strict relaxed --plot none \
+          --json "$json.tmp" > "$dir/bench_align.log" 2>&1
+        mv "$json.tmp" "$json"
+      done ;;
+    table)
+      python3 tools/align_table.py "runs/$ds-draft/bench_align.json" runs/align/"$ds"-*/bench_align.json ;;
+    *) echo "unknown stage '$stage'" >&2; exit 2 ;;
+  esac
+done

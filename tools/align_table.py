@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Markdown tables of the draft-alignment comparison (launch/align.sh): one row per draft, one
+column per K, from the `bench decode` JSON files given on the command line (one per draft; the
+draft's run directory names it: runs/align/<ds>-<objective>-a<alpha>-e<epochs>/bench_align.json, or
+runs/<ds>-draft/bench_align.json for the CE draft every run starts from).
+
+Cells: accepted levels per round / target forwards per request, for strict (AtSpeed-S, N=40)
+and relaxed (AtSpeed-R, N=40) verification, then the speedups (mean per-request latency ratio
+against target beam search for strict, target beam sampling for relaxed).
+"""
+import json
+import os
+import re
+import sys
+
+
+def draft_name(path):
+    d = os.path.basename(os.path.dirname(path))
+    m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)-e([0-9]+)$", d)
+    if m:
+        return m.group(1), m.group(2), m.group(3)
+    return "start (CE draft)", "-", "-"
+
+
+def main(paths):
+    rows = []
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        with open(p) as f:
+            d = json.load(f)
+        obj, alpha, ep = draft_name(p)
+        by = {}
+        for r in d["results"]:
+            # Fixed-width strict/relaxed rows of the first batch size (not adaptive, not baselines).
+            if r["batch_size"] == d["batch_sizes"][0] and r["method"].startswith(r["kind"] + "("):
+                by[(r["kind"], r["k"])] = r
+        rows.append((f"{obj} | {alpha} | {ep}", d, by))
+    if not rows:
+        sys.exit("align_table: no bench JSON files found")
+    ks = rows[0][1]["ks"]
+    d0 = rows[0][1]
+    print(f"{d0['dataset']}: {d0['users']} test users, batch {d0['batch_sizes'][0]}, N = 40, target {d0['target']}\n")
+    for kind, title in (("strict", "AtSpeed-S (strict)"), ("relaxed", "AtSpeed-R (relaxed)")):
+        print(f"{title}: accepted levels per round / target forwards per request (baseline 4)\n")
+        print("| objective | alpha | epochs | " + " | ".join(f"K={k}" for k in ks) + " | mean acc/rd |")
+        print("|---|---|---|" + "---|" * (len(ks) + 1))
+        for name, _, by in rows:
+            cells, accs = [], []
+            for k in ks:
+                r = by.get((kind, k))
+                if r is None:
+                    cells.append("-")
+                    continue
+                accs.append(r["accepted_levels_per_round"])
+                cells.append(f"{r['accepted_levels_per_round']:.2f} / {r['target_forwards']:.2f}")
+            mean = f"{sum(accs) / len(accs):.2f}" if accs else "-"
+            print(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
+        print()
+    print("Speedup (mean of per-request latency ratios) strict / relaxed, and strict identical fraction\n")
+    print("| objective | alpha | epochs | " + " | ".join(f"K={k}" for k in ks) + " |")
+    print("|---|---|---|" + "---|" * len(ks))
+    for name, _, by in rows:
+        cells = []
+        for k in ks:
+            s, r = by.get(("strict", k)), by.get(("relaxed", k))
+            if s is None:
+                cells.append("-")
+                continue
+            cell = f"{s['speedup_mean_ratio']:.2f}x"
+            if r is not None:
+                cell += f" / {r['speedup_mean_ratio']:.2f}x"
+            cell += f" ({s.get('identical_fraction', float('nan')):.3f})"
+            cells.append(cell)
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
