@@ -3,7 +3,7 @@
 # ../shared/data: trains target_small and a CE draft_small, evaluates the target against
 # most-popular on every test user, runs the decode benchmark and the strict-invariant check on
 # every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
-#   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench invariant (default: all)
+#   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant (default: all but self)
 # Beauty: target 2 + 2 epochs; Games: 1 epoch (measured times in the README).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,6 +41,11 @@ for stage in "${stages[@]}"; do
       "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-bench" \
         --target "runs/$ds-target/best.h5" --draft "runs/$ds-draft/best.h5" --users 200 --batch-sizes 1 8 \
         --ks 1 3 5 10 20 --json "runs/$ds-bench/bench_decode.json" ;;
+    self)  # draft == target: strict accepts level 1 every round (SPEC §8); the upper bound of acceptance
+      "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-self" \
+        --target "runs/$ds-target/best.h5" --draft "runs/$ds-target/best.h5" --users 200 --batch-sizes 1 \
+        --ks 1 3 5 10 20 --methods target sampling strict relaxed --plot none \
+        --json "runs/$ds-self/bench_decode.json" ;;
     invariant)
       "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-invariant" \
         --target "runs/$ds-target/best.h5" --draft "runs/$ds-draft/best.h5" --users 0 --batch-sizes 16 \

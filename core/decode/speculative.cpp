@@ -139,12 +139,19 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
   std::vector<Request> reqs(static_cast<size_t>(batch));
   if (batch == 0) return {};
 
-  // Prefill both models.
+  // Prefill both models. The target's prompt goes into the first round's verification forward
+  // with the drafted tree (SPEC §3.3), so decoding takes at most one target forward per level; that
+  // needs a first round that drafts (d >= 1), i.e. at least 2 levels.
+  const bool fuse_target_prefill = levels_ >= 2 && options_.gamma >= 1;
   auto t0 = Clock::now();
   const at::Tensor draft_first = draft_.prefill(prompts);
   const double draft_prefill_s = since(t0);
   t0 = Clock::now();
-  const at::Tensor target_first = target_.prefill(prompts);
+  at::Tensor target_first;
+  if (fuse_target_prefill)
+    target_.prefill_deferred(prompts);
+  else
+    target_first = target_.prefill(prompts);
   const double target_prefill_s = since(t0);
   for (int64_t b = 0; b < batch; ++b) {
     Request& r = reqs[static_cast<size_t>(b)];
@@ -155,9 +162,9 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
     r.beams = {Beam{}};
     r.beam_nodes = {0};
     r.rng.seed(seeds.empty() ? options_.seed + static_cast<uint64_t>(b) : seeds[static_cast<size_t>(b)]);
-    r.target_root = target_first[b];
+    if (!fuse_target_prefill) r.target_root = target_first[b];
     r.draft_root = draft_first[b];
-    r.result.stats.target_calls = 1;
+    r.result.stats.target_calls = fuse_target_prefill ? 0 : 1;
     r.result.stats.draft_calls = 1;
     r.result.stats.draft_seconds = draft_prefill_s;
     r.result.stats.verify_seconds = target_prefill_s;
@@ -305,6 +312,10 @@ std::vector<SpeculativeResult> SpeculativeBeamSearch::run(const std::vector<std:
       }
     }
     feed(target_, true, verify_feed);
+    if (!reqs.front().target_root.defined()) {  // first round, prefill fused into this forward
+      const at::Tensor first = target_.prompt_logprobs();
+      for (int64_t b = 0; b < batch; ++b) reqs[static_cast<size_t>(b)].target_root = first[b];
+    }
     charge(verify_s, since(t), [](const Request& r) { return !r.finished; });
 
     // ---- Verification.

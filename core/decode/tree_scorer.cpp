@@ -32,7 +32,7 @@ at::Tensor LlamaTreeScorer::run(const at::Tensor& tokens, const at::Tensor& posi
   return hidden;
 }
 
-at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& prompts) {
+at::Tensor LlamaTreeScorer::set_prompts(const std::vector<std::vector<int64_t>>& prompts) {
   ATSPEED_CHECK(!prompts.empty(), "prefill: no prompts");
   const int64_t b = static_cast<int64_t>(prompts.size());
   int64_t width = 0;
@@ -41,6 +41,8 @@ at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& pro
     width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
   }
   cache_.clear();
+  pending_prompts_ = at::Tensor();
+  prompt_logprobs_ = at::Tensor();
   prompt_lengths_.assign(prompts.size(), 0);
   at::Tensor tokens = at::full({b, width}, Vocabulary::kPad, at::kLong);
   positions_ = at::zeros({b, width}, at::kLong);
@@ -62,11 +64,30 @@ at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& pro
       }
     }
   }
-  at::Tensor hidden = run(tokens, positions_, visible_);  // [B, width, hidden]
+  return tokens;
+}
+
+at::Tensor LlamaTreeScorer::prompt_rows(const at::Tensor& hidden) {
   c10::InferenceMode guard;
+  const int64_t b = batch_size();
   at::Tensor last = torch::tensor(prompt_lengths_, torch::kLong).sub(1).to(hidden.device());
   at::Tensor rows = hidden.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(hidden.device())), last});
   return torch::log_softmax(model_->logits(rows).to(at::kFloat), -1).cpu();
+}
+
+at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& prompts) {
+  const at::Tensor tokens = set_prompts(prompts);
+  prompt_logprobs_ = prompt_rows(run(tokens, positions_, visible_));  // hidden [B, width, hidden]
+  return prompt_logprobs_;
+}
+
+void LlamaTreeScorer::prefill_deferred(const std::vector<std::vector<int64_t>>& prompts) {
+  pending_prompts_ = set_prompts(prompts);
+}
+
+at::Tensor LlamaTreeScorer::prompt_logprobs() const {
+  ATSPEED_CHECK(prompt_logprobs_.defined(), "prompt_logprobs: the prompts have not been through a forward yet");
+  return prompt_logprobs_;
 }
 
 at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor& parents_in) {
@@ -103,12 +124,22 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
   }
   visible_ = vis;
   positions_ = pos;
+  if (pending_prompts_.defined()) {
+    // Deferred prefill: the prompt slots [0, s) and the new nodes in one forward over an empty cache.
+    const at::Tensor all = at::cat({pending_prompts_, tokens}, 1);
+    pending_prompts_ = at::Tensor();
+    const at::Tensor hidden = run(all, pos, vis);  // [B, s + n, hidden]
+    prompt_logprobs_ = prompt_rows(hidden);
+    c10::InferenceMode guard;
+    return torch::log_softmax(model_->logits(hidden.narrow(1, s, n)).to(at::kFloat), -1).cpu();
+  }
   at::Tensor hidden = run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n));
   c10::InferenceMode guard;
   return torch::log_softmax(model_->logits(hidden).to(at::kFloat), -1).cpu();
 }
 
 void LlamaTreeScorer::truncate(int64_t len) {
+  ATSPEED_CHECK(!pending_prompts_.defined(), "truncate: the deferred prompts were never fed (call extend first)");
   ATSPEED_CHECK(len >= 0 && len <= length(), "truncate(", len, ") with length ", length());
   visible_ = visible_.narrow(1, 0, len).narrow(2, 0, len).contiguous();
   positions_ = positions_.narrow(1, 0, len).contiguous();
@@ -119,6 +150,7 @@ void LlamaTreeScorer::compact(const at::Tensor& keep_in) {
   const int64_t b = batch_size(), s = length();
   ATSPEED_CHECK(keep_in.dim() == 2 && keep_in.size(0) == b && keep_in.scalar_type() == at::kLong,
                 "compact: keep must be int64 [B=", b, ", m], got ", keep_in.sizes());
+  ATSPEED_CHECK(!pending_prompts_.defined(), "compact: the deferred prompts were never fed (call extend first)");
   const at::Tensor keep = keep_in.cpu().contiguous();
   if (keep.numel() > 0) {
     ATSPEED_CHECK(keep.min().item<int64_t>() >= 0 && keep.max().item<int64_t>() < s, "compact: slot outside [0, ", s,

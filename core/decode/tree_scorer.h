@@ -33,6 +33,16 @@ class TreeScorer {
   // prompt's last token.
   virtual at::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) = 0;
 
+  // Like prefill(), but a scorer may defer the prompts' forward and run it together with the next
+  // extend() (SPEC §3.3: the first round's verification feeds the prompt and the drafted tree in one
+  // target forward). Slots, length() and prompt_length() are as after prefill(); the next extend()
+  // must follow before any truncate/compact. prompt_logprobs() is then prefill()'s result. The
+  // default prefills eagerly, so fakes need not implement it.
+  virtual void prefill_deferred(const std::vector<std::vector<int64_t>>& prompts) { deferred_ = prefill(prompts); }
+  // float32 [B, V] on the CPU: the log_softmax after each prompt's last token, available once the
+  // prompts went through a forward (after prefill_deferred + extend, or at once for eager scorers).
+  virtual at::Tensor prompt_logprobs() const { return deferred_; }
+
   // Appends n nodes to every request. tokens: int64 [B, n]; parents: int64 [B, n], each entry a slot
   // of the same request that exists before this node: a slot < length() at the call, or
   // length() + j for node j < i of this call; -1 marks a padding node (requests with fewer nodes
@@ -52,6 +62,9 @@ class TreeScorer {
   // order; a kept slot's kept ancestors stay visible to it). Slot keep[b, j] becomes slot j. Callers
   // keep a node's ancestors (and the prompt) whenever they extend from it later.
   virtual void compact(const at::Tensor& keep) = 0;
+
+ private:
+  at::Tensor deferred_;  // float32 [B, V], CPU: the default prefill_deferred's eager result
 };
 
 // TreeScorer over a LlamaModel and one KvCache whose batch row b is request b. Bookkeeping on the
@@ -64,6 +77,8 @@ class LlamaTreeScorer final : public TreeScorer {
 
   int64_t vocab_size() const override;
   at::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) override;
+  void prefill_deferred(const std::vector<std::vector<int64_t>>& prompts) override;
+  at::Tensor prompt_logprobs() const override;
   at::Tensor extend(const at::Tensor& tokens, const at::Tensor& parents) override;
   int64_t length() const override { return visible_.defined() ? visible_.size(1) : 0; }
   int64_t batch_size() const override { return static_cast<int64_t>(prompt_lengths_.size()); }
@@ -79,12 +94,19 @@ class LlamaTreeScorer final : public TreeScorer {
 
  private:
   at::Tensor run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& new_visible);
+  // Sets up the prompt slots (visibility, positions, lengths; clears the cache); returns the
+  // right-padded prompt tokens int64 [B, width], CPU.
+  at::Tensor set_prompts(const std::vector<std::vector<int64_t>>& prompts);
+  // log_softmax after each prompt's last token from hidden states [B, >= width, hidden].
+  at::Tensor prompt_rows(const at::Tensor& hidden);
 
   model::LlamaModel model_;
   model::KvCache cache_;
   at::Tensor visible_;    // bool [B, S, S]
   at::Tensor positions_;  // int64 [B, S]
   std::vector<int64_t> prompt_lengths_;
+  at::Tensor pending_prompts_;  // int64 [B, width], CPU: prompts of prefill_deferred not yet fed; undefined once fed
+  at::Tensor prompt_logprobs_;  // float32 [B, V], CPU: after the forward that fed the prompts
   int64_t forward_calls_ = 0;
 };
 

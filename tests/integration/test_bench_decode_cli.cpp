@@ -28,17 +28,24 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
 
   const std::string data_args = " data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=cpu";
   r = test::run_atspeed("bench decode --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
-                        " --users 12 --ks 1 5 --batch-sizes 1 3 --methods target sampling naive strict relaxed"
-                        " --draft-widths 0 40 --plot none --json " + tmp.str("bench.json") + data_args);
+                        " --users 12 --ks 1 5 --batch-sizes 1 3 --methods target sampling naive strict relaxed adaptive"
+                        " --calib-users 4 --draft-widths 0 40 --plot none --json " + tmp.str("bench.json") + data_args);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("median ms"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ideal speedup"), std::string::npos) << r.output;
   const auto j = nlohmann::json::parse(read_text_file(tmp.str("bench.json")));
   EXPECT_EQ(j["users"], 12);
   std::set<std::string> methods;
-  int strict_rows = 0;
+  int strict_rows = 0, adaptive_rows = 0;
   for (const auto& row : j["results"]) {
     methods.insert(row["method"].get<std::string>());
+    const std::string method = row["method"].get<std::string>();
+    if (method.rfind("adaptive(", 0) == 0) {
+      ++adaptive_rows;
+      // Falling back to target beam search runs it as such; otherwise a strict configuration.
+      EXPECT_EQ(row["kind"], method == "adaptive(target)" ? "target" : "strict") << row.dump();
+      continue;
+    }
     EXPECT_EQ(row["requests"], 12);
     EXPECT_GT(row["median_ms"].get<double>(), 0.0);
     if (row["method"] == "target") EXPECT_DOUBLE_EQ(row["target_forwards"].get<double>(), 4.0);  // prefill + 3 steps
@@ -46,7 +53,7 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
       ++strict_rows;
       EXPECT_EQ(row["mismatches"], 0) << row.dump();
       EXPECT_DOUBLE_EQ(row["identical_fraction"].get<double>() + row["near_tie_flips"].get<double>() / 12.0, 1.0);
-      EXPECT_LE(row["target_forwards"].get<double>(), 5.0);
+      EXPECT_LE(row["target_forwards"].get<double>(), 4.0);  // at most one per level (prefill fused)
       EXPECT_GE(row["accepted_levels_per_round"].get<double>(), 0.0);
       // Same items as target beam search, so the same accuracy.
       for (const auto& t : j["results"]) {
@@ -57,6 +64,13 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
     }
   }
   EXPECT_EQ(strict_rows, 2 * 2 * 2);  // N in {K, 40} x K in {1, 5} x batch in {1, 3}
+  EXPECT_EQ(adaptive_rows, 2 * 2);
+  ASSERT_EQ(j["adaptive"].size(), 2u);
+  for (const auto& a : j["adaptive"]) {  // the choice follows the calibration times
+    const bool fallback = a["calib_target_ms"].get<double>() <= a["calib_ms"].get<double>();
+    EXPECT_EQ(a["fallback_to_target"].get<bool>(), fallback) << a.dump();
+    EXPECT_EQ(a["n"].get<int64_t>() == 0, fallback) << a.dump();
+  }
   for (const char* m : {"target", "sampling", "naive", "strict(N=1)", "strict(N=5)", "strict(N=40)", "relaxed(N=40)"}) {
     EXPECT_TRUE(methods.count(m)) << m;
   }
