@@ -41,6 +41,28 @@ struct TeacherOptions {
   std::vector<std::string> overrides;
 };
 
+// teacher.repack=true: rewrites every part of `dir` in the current storage layout (one sample per
+// compressed chunk); each rewrite is atomic, so an interrupted repack leaves valid parts. Rank r
+// takes the parts c % N == r.
+void repack_teacher(const std::string& dir, int64_t deflate, Communicator& comm) {
+  for (const std::string split : {"train", "valid"}) {
+    const TeacherReader reader(dir, split);
+    TeacherMeta meta = reader.meta();
+    std::unique_ptr<ProgressBar> bar;
+    if (comm.rank() == 0) bar = std::make_unique<ProgressBar>("repack " + split, meta.num_parts());
+    for (int64_t p = comm.rank(); p < meta.num_parts(); p += comm.size()) {
+      write_teacher_part(dir, meta, p, reader.part(p), static_cast<int>(deflate));
+      if (bar) bar->update(p + 1, fmt::format("part {}", p));
+    }
+    if (bar) bar->finish();
+  }
+  comm.barrier();
+  if (comm.rank() == 0) {
+    for (const std::string split : {"train", "valid"}) TeacherReader(dir, split);  // validates the whole set
+    spdlog::info("teacher data repacked: {}", dir);
+  }
+}
+
 void run_teacher(const TeacherOptions& o) {
   const Config config = load_config(o.overrides);
   const auto dist = read_section<DistConfig>(config, "dist");
@@ -50,6 +72,10 @@ void run_teacher(const TeacherOptions& o) {
   const auto tc = read_section<TeacherConfig>(config, "teacher");
   auto comm = make_communicator(dist.backend);
   set_log_rank(comm->rank(), comm->size(), log.all_ranks);
+  if (tc.repack) {
+    repack_teacher(tc.out.empty() ? (fs::path(run.out_dir) / "teacher").string() : tc.out, tc.deflate, *comm);
+    return;
+  }
 
   const CheckpointReader reader(tc.target);
   if (reader.attributes().kind != "target")

@@ -13,11 +13,12 @@ void TeacherConfig::read(ConfigSection& s) {
       .get("deflate", deflate)
       .get("batch_size", batch_size)
       .get("device", device)
-      .get("max_parts", max_parts);
+      .get("max_parts", max_parts)
+      .get("repack", repack);
 }
 
 void TeacherConfig::validate() const {
-  config_ensure(!target.empty(), "teacher.target", "the target checkpoint is required (teacher.target=path/best.h5)");
+  config_ensure(!target.empty() || repack, "teacher.target", "the target checkpoint is required (teacher.target=path/best.h5)");
   config_ensure(beams >= 1, "teacher.beams", "must be >= 1");
   config_ensure(max_valid >= 0, "teacher.max_valid", "must be >= 0");
   config_ensure(dtype == "float32" || dtype == "float16", "teacher.dtype", "must be float32 or float16");

@@ -22,6 +22,7 @@ struct TeacherConfig {
   int64_t batch_size = 16;       // prompts per beam-search / slot forward
   std::string device = "cpu";    // cpu | cuda | auto
   int64_t max_parts = 0;         // > 0: stop after writing this many new parts (tests, time slicing)
+  bool repack = false;           // rewrite the existing parts of `out` in the current layout, then exit
 
   void read(ConfigSection& s);
   void validate() const;

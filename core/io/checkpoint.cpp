@@ -341,6 +341,7 @@ struct CheckpointWriter::Impl {
   Handle group_plist;  // creation-order-indexed groups, so listing follows write order
   bool committed = false;
   int deflate_level = 0;
+  int64_t chunk_rows = 0;  // > 0: cap on dimension 0 of a chunk
 
   void ensure_open() const {
     ATSPEED_ENSURE(Checkpoint, file.valid(), "checkpoint ", path, ": the writer was already committed");
@@ -483,6 +484,7 @@ void CheckpointWriter::write(const std::string& name, const at::Tensor& tensor) 
         break;
       }
     }
+    if (s.chunk_rows > 0 && rank >= 2) chunk[0] = std::min<hsize_t>(chunk[0], static_cast<hsize_t>(s.chunk_rows));
     check(H5Pset_chunk(dcpl.get(), rank, chunk.data()), s.path, what);
     if (s.deflate_level > 0) {
       check(H5Pset_shuffle(dcpl.get()), s.path, what);
@@ -498,6 +500,11 @@ void CheckpointWriter::write(const std::string& name, const at::Tensor& tensor) 
   if (numel > 0)
     check(H5Dwrite(dataset.get(), spec->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data_ptr()), s.path, what);
   write_string_attribute(dataset.get(), "dtype", spec->name, s.path, "tensor '" + name + "'");
+}
+
+void CheckpointWriter::set_chunk_rows(int64_t rows) {
+  ATSPEED_ENSURE(Checkpoint, rows >= 0, "checkpoint ", impl_->path, ": chunk rows ", rows, " < 0");
+  impl_->chunk_rows = rows;
 }
 
 void CheckpointWriter::set_compression(int deflate_level) {

@@ -84,6 +84,10 @@ class CheckpointWriter {
   // with the byte-shuffle filter before it (fp16/fp32 logits compress far better shuffled). Small
   // (compact) datasets are never compressed. Readers need nothing: HDF5 undoes the filters.
   void set_compression(int deflate_level);
+  // At most `rows` rows of dimension 0 per chunk for the datasets written after this call (0 = the
+  // default of about 4 MiB chunks). Reading one row decompresses its whole chunk, so data read one
+  // row at a time in random order (teacher logits) wants one row per chunk.
+  void set_chunk_rows(int64_t rows);
 
   // Flushes, closes and fsyncs the temp file, renames it over path() and fsyncs the directory.
   // After commit() the writer accepts nothing more.

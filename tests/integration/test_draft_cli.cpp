@@ -110,6 +110,14 @@ TEST(DraftCli, TeacherResumeEqualsUninterruptedAndTrainDraftSigkillResume) {
   // Settings that differ from the existing parts are refused.
   r = test::run_atspeed(teacher_args(tmp, "full") + " teacher.dtype=float16");
   EXPECT_EQ(r.exit_code, 4) << r.output;
+  // Repacking rewrites every part with the same contents (no target needed).
+  r = test::run_atspeed("teacher " + data_args(tmp) + " teacher.repack=true teacher.out=" + tmp.str("resumed"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("teacher data repacked"), std::string::npos) << r.output;
+  for (const auto& f : files) {
+    const auto a = load_checkpoint(tmp.str("full/" + f)), b = load_checkpoint(tmp.str("resumed/" + f));
+    for (const auto& [name, t] : a) EXPECT_TRUE(at::equal(t, b.at(name))) << "repacked " << f << " " << name;
+  }
 
   // train-draft from the files: uninterrupted vs SIGKILL + resume.
   const std::string train = "train-draft " + data_args(tmp) + " align.objective=atspeed_s align.teacher=" +

@@ -300,6 +300,40 @@ TEST(CheckpointTest, ReadBlockEqualsSlicingTheFullTensor) {
   expect_checkpoint_error([&] { reader.read_block("absent", 0, 0, 1); }, {"'absent' not found"});
 }
 
+// Chunk dims of a dataset as stored (HDF5 C API).
+std::vector<hsize_t> chunk_dims(const std::string& path, const std::string& name) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+  const hid_t plist = H5Dget_create_plist(d);
+  std::vector<hsize_t> dims(8, 0);
+  const int rank = H5Pget_chunk(plist, 8, dims.data());
+  dims.resize(static_cast<size_t>(std::max(rank, 0)));
+  H5Pclose(plist);
+  H5Dclose(d);
+  H5Fclose(f);
+  return dims;
+}
+
+TEST(CheckpointTest, ChunkRowsCapsTheFirstChunkDimension) {
+  TempDir dir;
+  const auto path = dir.str("rows.h5");
+  at::manual_seed(4);
+  const at::Tensor x = at::randn({40, 20, 50});  // 160 KB: one default chunk holds every row
+  {
+    CheckpointWriter w(path, target_attributes());
+    w.set_compression(4);
+    w.write("default", x);
+    w.set_chunk_rows(1);
+    w.write("one_row", x);
+    w.commit();
+  }
+  EXPECT_EQ(chunk_dims(path, "default"), (std::vector<hsize_t>{40, 20, 50}));
+  EXPECT_EQ(chunk_dims(path, "one_row"), (std::vector<hsize_t>{1, 20, 50}));
+  CheckpointReader r(path);
+  EXPECT_TRUE(bit_equal(r.read("one_row"), x));
+  EXPECT_TRUE(bit_equal(r.read_block("one_row", 0, 7, 9), x.narrow(0, 7, 2).contiguous()));
+}
+
 TEST(CheckpointTest, MissingAndNonHdf5FilesAreErrors) {
   TempDir dir;
   const auto missing = dir.str("missing.h5");
