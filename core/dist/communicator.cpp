@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/dist/mpi_util.h"
+#include "core/dist/world.h"
 #include "core/errors.h"
 
 namespace atspeed {
@@ -187,6 +188,11 @@ std::unique_ptr<Communicator> make_nccl_communicator(int) {
   ATSPEED_THROW(Distributed, "dist.backend=nccl: this atspeed was built without CUDA/NCCL");
 }
 #endif
+
+std::unique_ptr<Communicator> make_tp_communicator(Communicator& world, int tp) {
+  const World w = World::make(world.rank(), world.size(), tp);
+  return world.split(w.dp_rank(), w.tp_rank());
+}
 
 std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
   if (backend == "local") return make_local_communicator();

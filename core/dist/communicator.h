@@ -54,4 +54,10 @@ std::unique_ptr<Communicator> make_nccl_communicator(int device = -1);
 // "auto": mpi when launched by mpirun, else local; "local", "mpi", "nccl" as named.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend);
 
+// The tensor-parallel group of this rank when `world` is split into groups of tp adjacent ranks
+// (World::make(world.rank(), world.size(), tp): ranks [d*tp, (d+1)*tp) form data-parallel replica
+// d's group, ordered by tp rank). Collective over `world`: every rank must call it. tp must divide
+// world.size() (Error(Distributed) otherwise). The group is of world's backend.
+std::unique_ptr<Communicator> make_tp_communicator(Communicator& world, int tp);
+
 }  // namespace atspeed

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -579,6 +580,7 @@ struct CheckpointReader::Impl {
   std::string path;
   Handle file;
   CheckpointAttributes attributes;
+  mutable std::atomic<int64_t> bytes_read{0};  // payload returned by read()/read_block(); readers may share threads
 
   // The root or a group; an invalid handle when the group does not exist.
   Handle open_group(const std::string& group) const {
@@ -695,6 +697,7 @@ struct CheckpointReader::Impl {
       check(H5Dread(t.dataset.get(), t.spec->mem_type, mem_space, mem_space == H5S_ALL ? H5S_ALL : t.space.get(),
                     H5P_DEFAULT, out.data_ptr()),
             path, "read tensor '" + name + "'");
+    bytes_read += static_cast<int64_t>(out.nbytes());
     // Any nonzero byte is true (a foreign writer may not use 0/1).
     return is_bool ? out.ne(0) : out;
   }
@@ -823,6 +826,8 @@ at::Tensor CheckpointReader::read_block(const std::string& name, int dim, int64_
   Handle mem_space(check_id(H5Screate_simple(rank, count.data(), nullptr), s.path, what), H5Sclose);
   return s.read(t, name, mem_space.get(), shape);
 }
+
+int64_t CheckpointReader::bytes_read() const { return impl_->bytes_read.load(); }
 
 std::optional<std::string> CheckpointReader::string_attribute(const std::string& group, const std::string& key) const {
   quiet_hdf5();

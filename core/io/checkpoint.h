@@ -124,6 +124,9 @@ class CheckpointReader {
   // dimensions, read through an HDF5 hyperslab: a tensor-parallel rank reads only its shard.
   // Equal to read(name).narrow(dim, begin, end - begin).
   at::Tensor read_block(const std::string& name, int dim, int64_t begin, int64_t end) const;
+  // Tensor payload bytes (in the stored dtype) that read() and read_block() have returned since
+  // this reader was opened: lets tests check that a shard load read only its hyperslabs.
+  int64_t bytes_read() const;
 
   // Attributes of the root (group "") or a group; nullopt when absent. Throws when the attribute
   // exists with another type (int64 attributes are also returned by double_attribute).

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "core/dist/communicator.h"
 #include "core/errors.h"
 
 namespace atspeed::model {
@@ -27,9 +28,29 @@ LlamaOptions LlamaOptions::from_config(const ModelConfig& c) {
   return o;
 }
 
+LlamaOptions LlamaOptions::sharded(int64_t rank, int64_t size) const {
+  LlamaOptions o = *this;
+  o.tp_rank = rank;
+  o.tp_size = size;
+  o.validate();
+  return o;
+}
+
 void LlamaOptions::validate() const {
   ModelConfig::validate();
   ATSPEED_ENSURE(Config, vocab_size > 0, "model.vocab_size: must be > 0 (got ", vocab_size, ")");
+  ATSPEED_ENSURE(Config, tp_size >= 1, "dist.tp: the tensor-parallel degree must be >= 1 (got ", tp_size, ")");
+  ATSPEED_ENSURE(Config, tp_rank >= 0 && tp_rank < tp_size, "tensor-parallel rank ", tp_rank, " is outside [0, ",
+                 tp_size, ")");
+  // Heads (and KV heads, for GQA) are split whole across ranks, as are the MLP's hidden features.
+  auto divides = [&](int64_t n, const char* field) {
+    ATSPEED_ENSURE(Config, n % tp_size == 0, "dist.tp=", tp_size, " does not divide model.", field, " (", n, ") of model '",
+                   name, "': tensor parallelism splits it evenly across ranks; pick a tp that divides ",
+                   "num_attention_heads, num_key_value_heads and intermediate_size");
+  };
+  divides(num_attention_heads, "num_attention_heads");
+  divides(num_key_value_heads, "num_key_value_heads");
+  divides(intermediate_size, "intermediate_size");
 }
 
 TpSplit tp_split_of(const std::string& name) {
@@ -39,6 +60,30 @@ TpSplit tp_split_of(const std::string& name) {
   }
   if (has(".o_proj.") || has(".down_proj.")) return TpSplit::Row;
   return TpSplit::None;
+}
+
+TpSlice tp_slice_of(const std::string& name, const std::vector<int64_t>& full_shape, int64_t rank, int64_t size) {
+  ATSPEED_CHECK(size >= 1 && rank >= 0 && rank < size, "tp_slice_of: rank ", rank, " of ", size);
+  const TpSplit split = size == 1 ? TpSplit::None : tp_split_of(name);
+  TpSlice slice;
+  slice.dim = split == TpSplit::Row ? 1 : 0;
+  ATSPEED_CHECK(static_cast<int64_t>(full_shape.size()) > slice.dim, "tp_slice_of: '", name, "' has ",
+                full_shape.size(), " dims");
+  const int64_t n = full_shape[static_cast<size_t>(slice.dim)];
+  if (split == TpSplit::None) {
+    slice.end = n;
+    return slice;
+  }
+  ATSPEED_ENSURE(Config, n % size == 0, "tensor parallelism: dim ", slice.dim, " (", n, ") of '", name,
+                 "' does not divide by tp=", size);
+  slice.begin = rank * (n / size);
+  slice.end = slice.begin + n / size;
+  return slice;
+}
+
+at::Tensor tp_shard(const at::Tensor& full, const std::string& name, int64_t rank, int64_t size) {
+  const TpSlice s = tp_slice_of(name, full.sizes().vec(), rank, size);
+  return full.narrow(s.dim, s.begin, s.end - s.begin);
 }
 
 const char* to_string(TpSplit split) {
@@ -150,7 +195,8 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaOptions& o)
-    : num_heads(o.num_attention_heads), num_kv_heads(o.num_key_value_heads), head_dim(o.head_dim()) {
+    : num_heads(o.num_attention_heads / o.tp_size), num_kv_heads(o.num_key_value_heads / o.tp_size),
+      head_dim(o.head_dim()) {
   q_proj = register_module("q_proj", linear(o.hidden_size, num_heads * head_dim));
   k_proj = register_module("k_proj", linear(o.hidden_size, num_kv_heads * head_dim));
   v_proj = register_module("v_proj", linear(o.hidden_size, num_kv_heads * head_dim));
@@ -188,9 +234,10 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
 }
 
 LlamaMLPImpl::LlamaMLPImpl(const LlamaOptions& o) {
-  gate_proj = register_module("gate_proj", linear(o.hidden_size, o.intermediate_size));
-  up_proj = register_module("up_proj", linear(o.hidden_size, o.intermediate_size));
-  down_proj = register_module("down_proj", linear(o.intermediate_size, o.hidden_size));
+  const int64_t intermediate = o.intermediate_size / o.tp_size;  // this rank's share
+  gate_proj = register_module("gate_proj", linear(o.hidden_size, intermediate));
+  up_proj = register_module("up_proj", linear(o.hidden_size, intermediate));
+  down_proj = register_module("down_proj", linear(intermediate, o.hidden_size));
 }
 
 at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
@@ -205,9 +252,14 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaOptions& o) {
 }
 
 at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                          const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache) {
-  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, k_cache, v_cache);
-  return h + mlp->forward(post_attention_layernorm->forward(h));
+                                          const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache,
+                                          Communicator* tp) {
+  at::Tensor a = self_attn->forward(input_layernorm->forward(x), cos, sin, mask, k_cache, v_cache);
+  if (tp != nullptr) tp->all_reduce(a, ReduceOp::Sum);  // row-parallel o_proj: sum the partial products
+  at::Tensor h = x + a;
+  at::Tensor m = mlp->forward(post_attention_layernorm->forward(h));
+  if (tp != nullptr) tp->all_reduce(m, ReduceOp::Sum);  // row-parallel down_proj
+  return h + m;
 }
 
 LlamaBackboneImpl::LlamaBackboneImpl(const LlamaOptions& o) {
@@ -233,6 +285,21 @@ LlamaModelImpl::LlamaModelImpl(const LlamaOptions& o) : options_(o) {
   if (options_.param_dtype != at::kFloat) to(options_.param_dtype);
 }
 
+void LlamaModelImpl::set_tensor_parallel(Communicator* group) {
+  if (options_.tp_size == 1) {
+    ATSPEED_ENSURE(Distributed, group == nullptr || group->size() == 1, "set_tensor_parallel: model is unsharded ",
+                   "(tp 1) but the group has ", group ? group->size() : 0, " ranks");
+    tp_group_ = nullptr;
+    return;
+  }
+  ATSPEED_ENSURE(Distributed, group != nullptr, "set_tensor_parallel: a model sharded ", options_.tp_size,
+                 " ways needs a communicator");
+  ATSPEED_ENSURE(Distributed, group->size() == options_.tp_size && group->rank() == options_.tp_rank,
+                 "set_tensor_parallel: model shard ", options_.tp_rank, " of ", options_.tp_size,
+                 " given a group where this process is rank ", group->rank(), " of ", group->size());
+  tp_group_ = group;
+}
+
 at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Tensor& positions,
                                          const at::Tensor& attn_mask, KvCache* cache) {
   const int64_t num_layers = options_.num_hidden_layers;
@@ -241,6 +308,13 @@ at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Ten
                 "positions must be [B, n] int64 like tokens");
   const int64_t b = tokens.size(0), n = tokens.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
+  if (options_.tp_size > 1) {
+    ATSPEED_ENSURE(Distributed, tp_group_ != nullptr, "model shard ", options_.tp_rank, " of ", options_.tp_size,
+                   ": call set_tensor_parallel() before the forward");
+    // The all-reduce is not differentiable here; training is data-parallel only.
+    ATSPEED_ENSURE(Distributed, !at::GradMode::is_enabled(),
+                   "a tensor-parallel model is inference-only: run it under NoGradGuard or InferenceMode");
+  }
   ATSPEED_CHECK(attn_mask.dim() == 3 && attn_mask.size(0) == b && attn_mask.size(1) == n &&
                     attn_mask.size(2) == past + n,
                 "attn_mask must be [B, n, past+n] = [", b, ", ", n, ", ", past + n, "], got ", attn_mask.sizes());
@@ -260,7 +334,7 @@ at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Ten
     auto layer = model->layers->ptr<LlamaDecoderLayerImpl>(i);
     at::Tensor* kc = cache != nullptr ? &cache->k[i] : nullptr;
     at::Tensor* vc = cache != nullptr ? &cache->v[i] : nullptr;
-    h = layer->forward(h, cos, sin, mask, kc, vc);
+    h = layer->forward(h, cos, sin, mask, kc, vc, tp_group_);
   }
   return model->norm->forward(h);
 }

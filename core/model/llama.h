@@ -13,6 +13,15 @@
 // No biases. RMSNorm in float32, rotary embeddings with HF's rotate_half convention, SwiGLU MLP,
 // grouped-query attention. Attention takes an explicit additive mask, so causal prefill, batched
 // decoding and tree attention (SPEC §2.3, §3.3) all use the same forward.
+//
+// Tensor parallelism (Megatron, inference only). With LlamaOptions::tp_size = T > 1 the model is
+// rank tp_rank's shard: q/k/v/gate/up hold 1/T of their output features (rank r owns query heads
+// [r*H/T, (r+1)*H/T) and KV heads [r*KV/T, (r+1)*KV/T), which are exactly the KV heads its query
+// heads use under GQA, so attention needs no communication), o/down hold the matching 1/T of their
+// input features, and their partial outputs are summed by one all-reduce after o_proj and one after
+// down_proj through the Communicator given to set_tensor_parallel(). Embeddings, norms and lm_head
+// are replicated (simplest; they are small next to the layers at the shapes we serve), so every
+// rank ends with the full logits. Parameter names stay the HF names; only the shapes shrink.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -29,15 +38,25 @@
 
 #include "core/config_types.h"
 
+namespace atspeed {
+class Communicator;
+}  // namespace atspeed
+
 namespace atspeed::model {
 
 // The model shape is the config section itself (HF LlamaConfig names); only the parameter dtype is
 // resolved from its string form. validate() is ModelConfig::validate() plus a resolved vocabulary.
 struct LlamaOptions : ModelConfig {
   at::ScalarType param_dtype = at::kFloat;  // resolved from ModelConfig::dtype (float32 or bfloat16)
+  // Tensor parallelism: this model is shard tp_rank of tp_size (the config's dist.tp; 1 = the whole
+  // model). tp_size must divide num_attention_heads, num_key_value_heads and intermediate_size.
+  int64_t tp_size = 1;
+  int64_t tp_rank = 0;  // [0, tp_size)
 
-  // vocab_size must already be resolved (> 0).
+  // vocab_size must already be resolved (> 0). The result is unsharded (tp_size 1).
   static LlamaOptions from_config(const ModelConfig& config);
+  // The same options for shard `rank` of `size`, validated.
+  LlamaOptions sharded(int64_t rank, int64_t size) const;
   // Throws Error(Config) naming the offending field.
   void validate() const;
 };
@@ -50,9 +69,24 @@ enum class TpSplit { None, Column, Row };
 TpSplit tp_split_of(const std::string& param_name);
 const char* to_string(TpSplit split);
 
+// The part of a full parameter that tensor-parallel rank `rank` of `size` holds: [begin, end) of
+// dim (0 for Column, 1 for Row). For TpSplit::None (or size 1) the whole tensor along dim 0.
+struct TpSlice {
+  int dim = 0;
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+// full_shape: the unsharded parameter's shape. Throws Error(Config) when the split dimension does
+// not divide by size.
+TpSlice tp_slice_of(const std::string& param_name, const std::vector<int64_t>& full_shape, int64_t rank, int64_t size);
+// The shard of a full parameter tensor (a view: narrow along the split dim).
+at::Tensor tp_shard(const at::Tensor& full, const std::string& param_name, int64_t rank, int64_t size);
+
 // Per-layer key/value cache. Token j of the cache is sequence slot j (the column order the
 // attention masks refer to), independent of its position id.
 struct KvCache {
+  // kv_heads below is this rank's: num_key_value_heads / tp_size. Every operation works on dim 2
+  // (or gathers along it), so the cache is agnostic of how many heads dim 1 holds.
   std::vector<at::Tensor> k;  // per layer: [B, kv_heads, len, head_dim], model dtype; empty until first forward
   std::vector<at::Tensor> v;  // per layer: [B, kv_heads, len, head_dim], model dtype
 
@@ -84,6 +118,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      at::Tensor* k_cache, at::Tensor* v_cache);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  // This rank's head counts (the config's divided by tp_size); head_dim is the model's.
   int64_t num_heads, num_kv_heads, head_dim;
 };
 TORCH_MODULE(LlamaAttention);
@@ -99,8 +134,9 @@ TORCH_MODULE(LlamaMLP);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaOptions& o);
+  // tp (nullable): the tensor-parallel group; the attention and MLP outputs are summed over it.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
-                     at::Tensor* k_cache, at::Tensor* v_cache);
+                     at::Tensor* k_cache, at::Tensor* v_cache, Communicator* tp = nullptr);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -137,11 +173,21 @@ class LlamaModelImpl : public torch::nn::Module {
 
   const LlamaOptions& options() const { return options_; }
 
+  // The tensor-parallel group (not owned; it must outlive the model's forwards). Required before
+  // the first forward when options().tp_size > 1: its size and rank must be tp_size and tp_rank
+  // (Error(Distributed) otherwise). With tp_size 1 a 1-rank group (or nullptr) is accepted and
+  // ignored, so the unsharded forward is unchanged. Tensors in the group's domain: MPI on CPU
+  // models, NCCL on CUDA models. Sharded forwards are inference-only (no autograd through the
+  // all-reduce): they require grad mode off (NoGradGuard or InferenceMode).
+  void set_tensor_parallel(Communicator* group);
+  Communicator* tensor_parallel() const { return tp_group_; }
+
   LlamaBackbone model{nullptr};
   torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   LlamaOptions options_;
+  Communicator* tp_group_ = nullptr;  // non-owning; null unless tp_size > 1
 };
 TORCH_MODULE(LlamaModel);
 

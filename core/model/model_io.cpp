@@ -11,11 +11,15 @@
 namespace atspeed::model {
 
 void write_parameters(CheckpointWriter& writer, LlamaModelImpl& model) {
+  // A shard's tensors under the full names would make a checkpoint no model can load.
+  ATSPEED_ENSURE(Checkpoint, model.options().tp_size == 1, writer.path(), ": cannot write tensor-parallel shard ",
+                 model.options().tp_rank, " of ", model.options().tp_size, " as a model checkpoint");
   for (const auto& p : model.named_parameters()) writer.write(p.key(), p.value().detach());
 }
 
 void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model) {
   torch::NoGradGuard no_grad;
+  const int64_t tp_rank = model.options().tp_rank, tp_size = model.options().tp_size;
   std::set<std::string> expected;
   for (auto& p : model.named_parameters()) {
     const std::string& name = p.key();
@@ -23,9 +27,19 @@ void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model) {
     ATSPEED_ENSURE(Checkpoint, reader.contains(name), reader.path(), ": missing tensor '", name,
                    "' (the checkpoint does not match model config '", model.options().name, "')");
     const TensorInfo info = reader.info(name);
-    ATSPEED_ENSURE(Checkpoint, info.shape == p.value().sizes().vec(), reader.path(), ": tensor '", name, "' has shape ",
-                   at::IntArrayRef(info.shape), ", the model expects ", p.value().sizes());
-    p.value().copy_(reader.read(name).to(p.value().dtype()));
+    // The full shape this parameter is a shard of: the split dim scaled back up by tp_size.
+    std::vector<int64_t> full = p.value().sizes().vec();
+    const TpSplit split = tp_size > 1 ? tp_split_of(name) : TpSplit::None;
+    if (split != TpSplit::None) full[split == TpSplit::Row ? 1 : 0] *= tp_size;
+    ATSPEED_ENSURE(Checkpoint, info.shape == full, reader.path(), ": tensor '", name, "' has shape ",
+                   at::IntArrayRef(info.shape), ", the model expects ", at::IntArrayRef(full));
+    if (split == TpSplit::None) {
+      p.value().copy_(reader.read(name).to(p.value().dtype()));
+    } else {
+      // Only this rank's hyperslab leaves the file.
+      const TpSlice s = tp_slice_of(name, info.shape, tp_rank, tp_size);
+      p.value().copy_(reader.read_block(name, s.dim, s.begin, s.end).to(p.value().dtype()));
+    }
   }
   for (const TensorInfo& t : reader.list()) {
     const bool looks_like_param = t.name.rfind("model.", 0) == 0 || t.name.rfind("lm_head.", 0) == 0;
@@ -52,10 +66,15 @@ ModelConfig model_config_from_checkpoint(const CheckpointReader& reader) {
 }
 
 LlamaModel load_model(const CheckpointReader& reader, const std::optional<std::string>& dtype) {
+  return load_model_shard(reader, 0, 1, dtype);
+}
+
+LlamaModel load_model_shard(const CheckpointReader& reader, int64_t tp_rank, int64_t tp_size,
+                            const std::optional<std::string>& dtype) {
   ModelConfig mc = model_config_from_checkpoint(reader);
   if (dtype) mc.dtype = *dtype;
   ATSPEED_ENSURE(Checkpoint, mc.vocab_size > 0, reader.path(), ": model.vocab_size is not resolved in config_yaml");
-  LlamaModel model(LlamaOptions::from_config(mc));
+  LlamaModel model(LlamaOptions::from_config(mc).sharded(tp_rank, tp_size));
   read_parameters(reader, *model);
   model->eval();
   return model;

@@ -219,6 +219,19 @@ TEST(Trainer, AccumulationEqualsLargerMicroBatch) {
   EXPECT_LT(big.steps.back().loss, big.steps[1].loss + 1e-3);
 }
 
+TEST(Trainer, RejectsTensorParallelism) {
+  // Training is data-parallel only: a tp > 1 config is a clear config error before any step.
+  test::TempDir tmp;
+  try {
+    train_tiny(tmp, "tp", {"train.micro_batch=8", "dist.tp=2"});
+    ADD_FAILURE() << "dist.tp=2 must be rejected";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Config) << e.message();
+    EXPECT_NE(e.message().find("dist.tp"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("data-parallel only"), std::string::npos) << e.message();
+  }
+}
+
 TEST(Trainer, CheckpointsHoldStateAndResumeEqualsUninterrupted) {
   test::TempDir tmp;
   at::set_num_threads(1);
