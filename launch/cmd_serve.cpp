@@ -106,6 +106,9 @@ void run_serve(const ServeOptions& o) {
     if (signalled.exchange(true)) return;  // the main thread's wake-up below, not a real signal
     spdlog::info("signal {}: no new connections, answering in-flight requests", sig);
     http.stop();
+    // Queued requests are decoded at once (no waiting for batches to fill); their handlers answer
+    // them, and only then does serve() return.
+    engine.stop();
   });
   http.serve();  // returns after stop(), once the connection threads have finished their requests
   // serve() can also return on its own (a listen failure): wake the waiter so it can be joined.
