@@ -1,5 +1,7 @@
 #include "serve/decoder.h"
 
+#include <ATen/Parallel.h>
+
 #include <chrono>
 
 #include "core/decode/beam_search.h"
@@ -17,6 +19,10 @@ ModelDecoder::ModelDecoder(std::unique_ptr<decode::TreeScorer> target, std::uniq
 }
 
 ModelDecoder::~ModelDecoder() = default;
+
+// OpenMP's thread count is per thread: a new std::thread would use the default (all cores), not
+// run.threads; libtorch's init_num_threads() applies the process setting to this thread.
+void ModelDecoder::prepare_thread() { at::init_num_threads(); }
 
 std::vector<DecodeResult> ModelDecoder::decode(const BatchKey& key, const std::vector<const DecodeJob*>& jobs) {
   ATSPEED_CHECK(!jobs.empty(), "empty batch");

@@ -25,6 +25,8 @@ class Decoder {
   // jobs: non-empty, all with key `key`. Returns jobs.size() results in order. Called from one
   // thread at a time.
   virtual std::vector<DecodeResult> decode(const BatchKey& key, const std::vector<const DecodeJob*>& jobs) = 0;
+  // Called once on the decode thread before its first decode() (e.g. per-thread library settings).
+  virtual void prepare_thread() {}
 };
 
 // Settings of the speculative search that are fixed for the server (decode.*).
@@ -43,6 +45,7 @@ class ModelDecoder final : public Decoder {
                std::shared_ptr<const Constraint> constraint, SpeculativeSettings settings);
   ~ModelDecoder() override;
   std::vector<DecodeResult> decode(const BatchKey& key, const std::vector<const DecodeJob*>& jobs) override;
+  void prepare_thread() override;
 
  private:
   std::unique_ptr<decode::TreeScorer> target_;

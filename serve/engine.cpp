@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <future>
 
 #include "core/errors.h"
@@ -64,6 +65,7 @@ Outcome Engine::submit(DecodeJob job, Clock::time_point deadline) {
 }
 
 void Engine::loop() {
+  decoder_.prepare_thread();
   const auto max_wait = std::chrono::milliseconds(options_.max_wait_ms);
   while (true) {
     std::vector<std::shared_ptr<Pending>> batch;

@@ -43,9 +43,9 @@ struct HttpServer::Impl {
     }
     ParseResult parsed = parse_recommend_request(req.body, catalog, limits, seed_counter.fetch_add(1));
     if (!parsed.job) return finish(parsed.status, error_body(parsed.error));
-    const DecodeJob job = *parsed.job;  // kept for rendering; the engine gets its own copy
+    const DecodeJob& job = *parsed.job;  // kept for rendering; the engine gets its own copy
     const auto deadline = t0 + std::chrono::milliseconds(options.request_timeout_ms);
-    Outcome o = engine.submit(*parsed.job, deadline);
+    Outcome o = engine.submit(job, deadline);
     if (o.status != 200) return finish(o.status, error_body(o.error));
     const double latency_ms = std::chrono::duration<double, std::milli>(Engine::Clock::now() - t0).count();
     finish(200, render_recommend_response(job, o.result, catalog, latency_ms, o.queue_ms, o.batch_size));

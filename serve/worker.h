@@ -36,6 +36,7 @@ class BroadcastDecoder final : public Decoder {
  public:
   BroadcastDecoder(Communicator& comm, Decoder& local) : comm_(comm), local_(local) {}
   std::vector<DecodeResult> decode(const BatchKey& key, const std::vector<const DecodeJob*>& jobs) override;
+  void prepare_thread() override { local_.prepare_thread(); }
   // Tells run_worker() on every other rank to return.
   void stop_workers();
 

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/config.h"
 #include "core/dist/communicator.h"
 #include "core/vocab/item_catalog.h"
 #include "core/vocab/prompt.h"
@@ -18,6 +19,7 @@
 #include "serve/engine.h"
 #include "serve/metrics.h"
 #include "serve/request.h"
+#include "serve/serve_config.h"
 #include "serve/worker.h"
 
 namespace atspeed::serve {
@@ -47,6 +49,26 @@ RequestLimits limits() {
   l.default_draft_width = 4;
   l.has_draft = true;
   return l;
+}
+
+TEST(ServeConfigTest, DefaultsValidateAndBadValuesNameTheKey) {
+  const std::string dir = find_config_dir("");
+  const auto ok = read_section<ServeConfig>(Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=d.h5"}), "serve");
+  EXPECT_EQ(ok.host, "127.0.0.1");
+  EXPECT_EQ(ok.port, 8080);
+  EXPECT_EQ(ok.default_mode, "strict");
+  for (const auto& [override, key] : std::vector<std::pair<std::string, std::string>>{
+           {"serve.port=70000", "serve.port"}, {"serve.max_batch=0", "serve.max_batch"},
+           {"serve.default_mode=fast", "serve.default_mode"}, {"serve.default_k=500", "serve.default_k"},
+           {"serve.draft=", "serve.default_mode"}}) {
+    try {
+      (void)read_section<ServeConfig>(Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=d.h5", override}), "serve");
+      ADD_FAILURE() << override << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Config);
+      EXPECT_NE(e.message().find(key), std::string::npos) << e.message();
+    }
+  }
 }
 
 TEST(ServeRequest, ValidHistoryBuildsTheTrainingPromptOfTheLastItems) {
