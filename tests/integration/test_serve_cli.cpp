@@ -204,11 +204,13 @@ TEST_F(ServeCli, EveryModeAnswersAndStrictEqualsTarget) {
   ASSERT_EQ(r3.status, 200);
   EXPECT_TRUE(r3.body["stats"].contains("seed"));
   // history_codes gives the same answer as the item ids; the default mode is serve.default_mode.
-  json by_codes = json::object();
-  by_codes["history_codes"] = json::array();
-  for (const auto& it : post(*server, request(2, "target").dump()).body["items"]) by_codes["history_codes"].push_back(it["codes"]);
-  json by_ids = {{"history", json::array()}};
-  for (const auto& it : post(*server, request(2, "target").dump()).body["items"]) by_ids["history"].push_back(it["item_ids"][0]);
+  const Reply basis = post(*server, request(2, "target").dump());
+  ASSERT_EQ(basis.status, 200);
+  json by_codes = {{"history_codes", json::array()}}, by_ids = {{"history", json::array()}};
+  for (const auto& it : basis.body["items"]) {
+    by_codes["history_codes"].push_back(it["codes"]);
+    by_ids["history"].push_back(it["item_ids"][0]);
+  }
   const Reply c = post(*server, by_codes.dump()), i = post(*server, by_ids.dump());
   ASSERT_EQ(c.status, 200) << c.body.dump();
   EXPECT_EQ(c.body["items"], i.body["items"]);
