@@ -55,6 +55,10 @@ struct HttpServer::Impl {
     server.new_task_queue = [n = static_cast<size_t>(options.threads)] { return new httplib::ThreadPool(n); };
     server.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     server.set_tcp_nodelay(true);
+    // httplib closes a keep-alive connection after 5 requests by default; every reconnect goes
+    // through its listen backlog of 5, which a loaded machine can overflow (the load test saw rare
+    // connection resets at concurrency 16). Clients that keep a connection should keep it longer.
+    server.set_keep_alive_max_count(100);
     server.Post("/v1/recommend", [this](const httplib::Request& req, httplib::Response& res) { recommend(req, res); });
     server.Get("/v1/recommend", [](const httplib::Request&, httplib::Response& res) {
       res.set_header("Allow", "POST");
