@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/errors.h"
+#include "core/vocab/prompt.h"
 
 namespace atspeed {
 
@@ -61,12 +62,7 @@ PromptFormat::PromptFormat(std::shared_ptr<const ItemCatalog> catalog, bool sep_
 }
 
 void PromptFormat::append_prompt(std::span<const int64_t> history, std::vector<int64_t>& out) const {
-  out.push_back(Vocabulary::kBos);
-  for (int64_t item : history) {
-    catalog_->append_item_tokens(item, out);
-    if (sep_) out.push_back(Vocabulary::kSep);
-  }
-  out.push_back(Vocabulary::kResp);
+  append_prompt_tokens(*catalog_, history, sep_, out);  // the layout lives in core, shared with serve/
 }
 
 std::vector<int64_t> PromptFormat::prompt(std::span<const int64_t> history) const {
