@@ -51,7 +51,8 @@ bool beam_before(const Beam& a, const Beam& b) {
 void sort_beams(std::vector<Beam>& beams) { std::stable_sort(beams.begin(), beams.end(), beam_before); }
 
 std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs_in,
-                               const Constraint& constraint, const SearchOptions& options, std::mt19937_64* rng) {
+                               const Constraint& constraint, const SearchOptions& options, std::mt19937_64* rng,
+                               float* boundary_gap) {
   const int64_t nb = static_cast<int64_t>(beams.size());
   if (nb == 0) return {};
   ATSPEED_CHECK(log_probs_in.dim() == 2 && log_probs_in.size(0) == nb, "expand_beams: log_probs must be [", nb,
@@ -77,7 +78,12 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
                         b.token);
     };
     const size_t keep = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(cands.size())));
-    std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(keep), cands.end(), less);
+    // One more than kept when asked for the boundary gap (the best dropped candidate).
+    const size_t sorted = boundary_gap != nullptr ? std::min(keep + 1, cands.size()) : keep;
+    std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(sorted), cands.end(), less);
+    if (boundary_gap != nullptr)
+      *boundary_gap = sorted > keep && keep > 0 ? cands[keep - 1].score - cands[keep].score
+                                                : std::numeric_limits<float>::infinity();
     std::vector<Beam> out;
     out.reserve(keep);
     for (size_t j = 0; j < keep; ++j) out.push_back(make_beam(beams, cands[j]));
@@ -228,7 +234,11 @@ std::vector<SearchResult> TargetBeamSearch::run(const std::vector<std::vector<in
     int64_t width = 0;
     for (auto& s : states) {
       if (s.done) continue;
-      s.beams = expand_beams(s.beams, s.rows, constraint_, options_, options_.sample ? &s.rng : nullptr);
+      float gap = std::numeric_limits<float>::infinity();
+      s.beams = expand_beams(s.beams, s.rows, constraint_, options_, options_.sample ? &s.rng : nullptr,
+                             options_.sample ? nullptr : &gap);
+      auto& st = results[static_cast<size_t>(&s - states.data())].stats;
+      st.min_boundary_gap = std::min(st.min_boundary_gap, gap);
       ++s.depth;
       if (s.depth >= levels_ || s.beams.empty()) {
         s.done = true;

@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <random>
 #include <vector>
@@ -49,6 +50,11 @@ struct SearchStats {
   int64_t forward_calls = 0;  // model forwards this request took part in (prefill included)
   int64_t nodes = 0;          // tokens fed for this request after the prompt (its tree size)
   double seconds = 0;         // wall time of the run() call that decoded it (shared by its batch)
+  // Deterministic search: the smallest gap, over its steps, between the K-th kept candidate's
+  // score and the best dropped one's (+inf when nothing was dropped). Below float noise (1e-4) a
+  // different but equally valid computation may keep the other one, and everything after that
+  // level can differ: the root of a near-tie flip (SPEC §9.2).
+  float min_boundary_gap = std::numeric_limits<float>::infinity();
 };
 
 struct SearchResult {
@@ -83,8 +89,11 @@ bool beam_before(const Beam& a, const Beam& b);
 // One search step. beams: the current list (all of one depth); log_probs: float32 [beams, V] on the
 // CPU, row i = the log-probs after beams[i]. Returns the next list, each new Beam's parent the index
 // into `beams`, best first (deterministic) or in draw order (sampling; `rng` required).
+// boundary_gap (deterministic search, optional): set to the K-th kept score minus the best dropped
+// score, +inf when no candidate was dropped.
 std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs, const Constraint& constraint,
-                               const SearchOptions& options, std::mt19937_64* rng = nullptr);
+                               const SearchOptions& options, std::mt19937_64* rng = nullptr,
+                               float* boundary_gap = nullptr);
 
 // Sorts a final list into ranking order.
 void sort_beams(std::vector<Beam>& beams);

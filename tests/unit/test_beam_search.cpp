@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -146,6 +147,18 @@ TEST(BeamSearchFakeTest, ExpandBeamsTieAcrossBeams) {
   EXPECT_EQ(codes_of(out, v), (Codes{{0, 1}, {1, 0}}));
   EXPECT_EQ(out[0].parent, 1);
   EXPECT_EQ(out[1].parent, 0);
+  // The boundary gap: K-th kept minus best dropped. K = 1 keeps (0,1) at -1.5 and drops (1,0) at
+  // -1.5 (gap 0); K = 2 keeps both and drops the best -5 candidate: -1.5 - (-6) = 4.5.
+  float gap = -1;
+  o.beam_width = 1;
+  expand_beams(beams, lp, trie, o, nullptr, &gap);
+  EXPECT_EQ(gap, 0.0f);
+  o.beam_width = 2;
+  expand_beams(beams, lp, trie, o, nullptr, &gap);
+  EXPECT_FLOAT_EQ(gap, 4.5f);
+  o.beam_width = 100;  // nothing dropped
+  expand_beams(beams, lp, trie, o, nullptr, &gap);
+  EXPECT_TRUE(std::isinf(gap));
 }
 
 // ---------------------------------------------------------------------------------------------
