@@ -19,6 +19,7 @@
 #include <memory>
 #include <pthread.h>
 #include <thread>
+#include <utility>
 
 #include "core/config.h"
 #include "core/config_types.h"
@@ -76,6 +77,24 @@ c10::Device shard_device(const std::string& backend, const std::string& name) {
   if (const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) local_rank = std::atoi(lr);
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
 }
+
+// Rank 0 releases the workers on every way out of run_serve(): after an error once they are in
+// run_worker() (a port already in use, say), they would wait in a broadcast forever and rank 0 in
+// MPI_Finalize for them, a hang instead of an exit code. A failing stop broadcast while unwinding
+// terminates the process, which mpirun also turns into an exit.
+class WorkerRelease {
+ public:
+  explicit WorkerRelease(serve::BroadcastDecoder* broadcaster) : broadcaster_(broadcaster) {}
+  WorkerRelease(const WorkerRelease&) = delete;
+  WorkerRelease& operator=(const WorkerRelease&) = delete;
+  ~WorkerRelease() { release(); }
+  void release() {
+    if (broadcaster_ != nullptr) std::exchange(broadcaster_, nullptr)->stop_workers();
+  }
+
+ private:
+  serve::BroadcastDecoder* broadcaster_;
+};
 
 void run_serve(const ServeOptions& o) {
   // Block the stop signals in this thread before any other thread exists (libtorch's pools, the
@@ -163,6 +182,7 @@ void run_serve(const ServeOptions& o) {
   }
   std::unique_ptr<serve::BroadcastDecoder> broadcaster;
   if (tp > 1) broadcaster = std::make_unique<serve::BroadcastDecoder>(*control, decoder);
+  WorkerRelease workers(broadcaster.get());
   serve::Decoder& engine_decoder = broadcaster ? static_cast<serve::Decoder&>(*broadcaster) : decoder;
   serve::ServeMetrics metrics;
   serve::Engine engine(engine_decoder, serve::EngineOptions{sc.max_batch, sc.max_wait_ms, sc.max_queue}, &metrics);
@@ -204,7 +224,7 @@ void run_serve(const ServeOptions& o) {
   waiter.join();
   engine.stop();
   // The engine's decode thread has finished: no batch broadcast can follow this one.
-  if (broadcaster) broadcaster->stop_workers();
+  workers.release();
   spdlog::info("stopped");
 }
 

@@ -304,6 +304,14 @@ TEST_F(ServeTpCli, RankAndTpMismatchesAreRefused) {
   r = test::run_atspeed("serve " + common_args() + " dist.tp=2");
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("dist.tp = 2 but 1 ranks"), std::string::npos) << r.output;
+  // Rank 0 fails after the worker is waiting for batches (192.0.2.1, TEST-NET-1, is no local
+  // address): both ranks exit, no hang.
+  r = test::run_command("timeout 60 env " + mpirun(2) + ATSPEED_BIN + " serve " + common_args() +
+                        " dist.tp=2 serve.host=192.0.2.1 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, 124) << "hung:\n" << r.output;
+  EXPECT_NE(r.output.find("cannot listen on 192.0.2.1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tp rank 1/2: stopped after 0 batches"), std::string::npos) << r.output;
   // 3 does not divide the target's 4 heads.
   r = test::run_command(mpirun(3) + ATSPEED_BIN + " serve " + common_args() + " dist.tp=3 2>&1");
   EXPECT_NE(r.exit_code, 0) << r.output;
