@@ -2,22 +2,33 @@
 // (serve/). This file only wires it: config, dataset (its catalogue maps the API's item ids and must
 // match the checkpoints' fingerprint), models, decoder, engine, HTTP server, and signals: SIGTERM or
 // SIGINT stops accepting, answers every in-flight request, and exits 0.
+//
+// Tensor-parallel serving (`mpirun -np N atspeed serve dist.tp=N`, serve/worker.h): every rank
+// loads its shard of the target and of the draft and joins the tp group; rank 0 runs HTTP and the
+// engine with a serve::BroadcastDecoder, ranks > 0 serve::run_worker(). A stop signal on rank 0
+// drains as above, then broadcasts stop so every rank exits 0.
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <pthread.h>
 #include <thread>
+#include <utility>
 
 #include "core/config.h"
 #include "core/config_types.h"
 #include "core/decode/decode_config.h"
 #include "core/decode/tree_scorer.h"
+#include "core/dist/communicator.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
+#include "core/model/llama.h"
 #include "core/vocab/constraint.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
@@ -28,12 +39,61 @@
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/serve_config.h"
+#include "serve/worker.h"
 
 namespace atspeed::launch {
 namespace {
 
 struct ServeOptions {
   std::vector<std::string> overrides;
+};
+
+// What one rank holds of a model: elements of the tp-split weights and of the replicated ones.
+struct ShardSize {
+  int64_t split = 0;
+  int64_t replicated = 0;
+};
+
+ShardSize shard_size(model::LlamaModelImpl& m) {
+  ShardSize s;
+  for (const auto& p : m.named_parameters()) {
+    (model::tp_split_of(p.key()) == model::TpSplit::None ? s.replicated : s.split) += p.value().numel();
+  }
+  return s;
+}
+
+// The device of this rank's shard. NCCL's all-reduces run on cuda:(local rank mod devices), the
+// device make_nccl_communicator picks; MPI's only on CPU tensors.
+c10::Device shard_device(const std::string& backend, const std::string& name) {
+  if (backend != "nccl") {
+    const c10::Device d = resolve_device(name);
+    ATSPEED_ENSURE(Config, d.is_cpu(), "decode.device = ", name, " with dist.backend = ", backend,
+                   ": MPI all-reduces CPU tensors; use dist.backend=nccl on GPUs or decode.device=cpu");
+    return d;
+  }
+  const int count = static_cast<int>(torch::cuda::device_count());
+  ATSPEED_ENSURE(Device, count > 0, "dist.backend=nccl but no CUDA device is available");
+  int local_rank = 0;
+  if (const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) local_rank = std::atoi(lr);
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+}
+
+// Rank 0 releases the workers on every way out of run_serve(): after an error once they are in
+// run_worker() (a port already in use, say), they would wait in a broadcast forever and rank 0 in
+// MPI_Finalize for them, a hang instead of an exit code. A failing stop broadcast while unwinding
+// terminates the process, which mpirun also turns into an exit.
+class WorkerRelease {
+ public:
+  explicit WorkerRelease(serve::BroadcastDecoder* broadcaster) : broadcaster_(broadcaster) {}
+  WorkerRelease(const WorkerRelease&) = delete;
+  WorkerRelease& operator=(const WorkerRelease&) = delete;
+  ~WorkerRelease() { release(); }
+  void release() {
+    if (broadcaster_ != nullptr) std::exchange(broadcaster_, nullptr)->stop_workers();
+  }
+
+ private:
+  serve::BroadcastDecoder* broadcaster_;
 };
 
 void run_serve(const ServeOptions& o) {
@@ -50,9 +110,18 @@ void run_serve(const ServeOptions& o) {
   const auto dec = read_section<DecodeConfig>(config, "decode");
   const auto sc = read_section<ServeConfig>(config, "serve");
   const auto dist = read_section<DistConfig>(config, "dist");
-  // Tensor-parallel serving: rank 0 would run everything below with a serve::BroadcastDecoder and
-  // ranks > 0 serve::run_worker() on their shards (serve/worker.h); the sharded model is not here yet.
-  ATSPEED_ENSURE(Config, dist.tp == 1, "dist.tp = ", dist.tp, ": tensor-parallel serving is not available yet (serve with dist.tp=1)");
+  // A server is one tp group spanning every rank: with more ranks than tp, each group would bind
+  // the same port (a data-parallel server needs a load balancer in front, not mpirun).
+  std::unique_ptr<Communicator> control = launched_by_mpirun() ? make_mpi_communicator() : make_local_communicator();
+  const int world = control->size();
+  const int rank = control->rank();
+  ATSPEED_ENSURE(Config, world == 1 || dist.tp > 1, world, " ranks with dist.tp = 1: every rank would serve the same ",
+                 "port; serve tensor-parallel with `mpirun -np ", world, " atspeed serve dist.tp=", world,
+                 "`, or start one process per server");
+  ATSPEED_ENSURE(Config, dist.tp == world, "dist.tp = ", dist.tp, " but ", world, " ranks: a tensor-parallel server ",
+                 "uses every rank as one group; run `mpirun -np ", dist.tp, " atspeed serve dist.tp=", dist.tp, "`");
+  ATSPEED_ENSURE(Config, world == 1 || dist.backend != "local", "dist.backend = local with dist.tp = ", dist.tp,
+                 ": tensor-parallel serving needs mpi or nccl");
   ATSPEED_ENSURE(Config, data.constraint == "trie", "data.constraint = ", data.constraint,
                  ": a server returns items, so it decodes with the trie (SPEC §9.1); set data.constraint=trie");
 
@@ -69,16 +138,54 @@ void run_serve(const ServeOptions& o) {
                    sc.draft, ": prompt layout (data.sep_token = ", draft_data.sep_token, ", data.history_len = ",
                    draft_data.history_len, ") differs from the target's (", data.sep_token, ", ", data.history_len, ")");
   }
-  const c10::Device device = resolve_device(dec.device);
-  model::LlamaModel target = load_model_for(target_reader, ds, device, "target");
+  const int tp = dist.tp;
+  // The model's all-reduces run on the tp group (NCCL on GPUs); the batch broadcasts of
+  // serve/worker.h always go over `control` (MPI, CPU tensors). Both are used from one thread at a
+  // time on every rank (the engine's decode thread on rank 0, the main thread elsewhere).
+  std::unique_ptr<Communicator> tp_group;
+  if (tp > 1) {
+    tp_group = dist.backend == "nccl" ? make_nccl_communicator(-1) : make_tp_communicator(*control, tp);
+  }
+  const c10::Device device = tp > 1 ? shard_device(tp_group->backend(), dec.device) : resolve_device(dec.device);
+  // The draft is sharded like the target rather than replicated, although it is small: every rank
+  // must grow the very same trees or the target's all-reduces stop lining up (a hang, not an
+  // error). A sharded draft's logits come out of an all-reduce, identical on every rank; a
+  // replicated draft would rely on independent forwards being bitwise equal across ranks, which
+  // holds for one CPU build and thread count but not in general across GPUs (cuBLAS algorithm
+  // choice). The cost is two small all-reduces per draft layer and step.
+  auto load = [&](const CheckpointReader& reader, const std::string& role) {
+    model::LlamaModel m = tp > 1 ? load_model_shard_for(reader, ds, device, role, rank, tp)
+                                 : load_model_for(reader, ds, device, role);
+    if (tp > 1) m->set_tensor_parallel(tp_group.get());
+    const ShardSize size = shard_size(*m);
+    // Tests parse this line (per rank: what it holds and read; the pid to signal rank 0 alone).
+    spdlog::info("tp rank {}/{} pid {}: {} split_elements={} replicated_elements={} bytes_read={}", rank, tp, getpid(),
+                 role, size.split, size.replicated, reader.bytes_read());
+    return m;
+  };
+  model::LlamaModel target = load(target_reader, "target");
   std::unique_ptr<decode::TreeScorer> draft_scorer;
-  if (draft_reader) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(load_model_for(*draft_reader, ds, device, "draft"));
+  if (draft_reader) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(load(*draft_reader, "draft"));
   std::shared_ptr<const Constraint> constraint = make_constraint(data.constraint, *ds.catalog);
 
+  // Every rank builds the same decoder: the decode is a function of the broadcast batch alone (the
+  // relaxed mode's randomness comes from the per-request seeds in it, drawn on rank 0).
   serve::ModelDecoder decoder(std::make_unique<decode::LlamaTreeScorer>(target), std::move(draft_scorer), constraint,
                               serve::SpeculativeSettings{dec.gamma, dec.temperature, dec.top_k});
+  if (rank > 0) {
+    // A stop signal here stays blocked (pending): rank 0 drains its requests first, then its stop
+    // message ends this loop, so every rank exits 0 whether mpirun forwarded the signal or not.
+    spdlog::info("tp rank {}/{}: worker ready", rank, tp);
+    const int64_t batches = serve::run_worker(*control, decoder);
+    spdlog::info("tp rank {}/{}: stopped after {} batches", rank, tp, batches);
+    return;
+  }
+  std::unique_ptr<serve::BroadcastDecoder> broadcaster;
+  if (tp > 1) broadcaster = std::make_unique<serve::BroadcastDecoder>(*control, decoder);
+  WorkerRelease workers(broadcaster.get());
+  serve::Decoder& engine_decoder = broadcaster ? static_cast<serve::Decoder&>(*broadcaster) : decoder;
   serve::ServeMetrics metrics;
-  serve::Engine engine(decoder, serve::EngineOptions{sc.max_batch, sc.max_wait_ms, sc.max_queue}, &metrics);
+  serve::Engine engine(engine_decoder, serve::EngineOptions{sc.max_batch, sc.max_wait_ms, sc.max_queue}, &metrics);
   serve::RequestLimits limits;
   limits.max_history = sc.max_history;
   limits.history_len = data.history_len;
@@ -94,8 +201,9 @@ void run_serve(const ServeOptions& o) {
                          serve::HttpOptions{sc.host, sc.port, sc.max_body_bytes, sc.request_timeout_ms, sc.http_threads},
                          metrics);
   const int port = http.bind();
-  spdlog::info("{} items ({}), target {}{}{}, device {}, max_batch {}, max_wait_ms {}", ds.num_items(), ds.name,
-               sc.target, draft_reader ? ", draft " : "", sc.draft, device.str(), sc.max_batch, sc.max_wait_ms);
+  spdlog::info("{} items ({}), target {}{}{}, device {}, dist.tp {}, max_batch {}, max_wait_ms {}", ds.num_items(),
+               ds.name, sc.target, draft_reader ? ", draft " : "", sc.draft, device.str(), tp, sc.max_batch,
+               sc.max_wait_ms);
   // Tests and scripts parse this line for the port (serve.port=0 picks a free one).
   std::cout << "serving on http://" << sc.host << ":" << port << std::endl;
 
@@ -115,6 +223,8 @@ void run_serve(const ServeOptions& o) {
   if (!signalled.exchange(true)) pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
   engine.stop();
+  // The engine's decode thread has finished: no batch broadcast can follow this one.
+  workers.release();
   spdlog::info("stopped");
 }
 

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <utility>
+
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/model/model_io.h"
@@ -36,19 +38,47 @@ void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data) {
   }
 }
 
-model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
-                                 const std::string& role) {
+namespace {
+
+void check_fingerprint(const CheckpointReader& reader, const Dataset& ds, const std::string& role) {
   const std::string fingerprint = ds.catalog->fingerprint();
   ATSPEED_ENSURE(Checkpoint, reader.attributes().fingerprint == fingerprint, reader.path(), " (", role,
                  "): item index fingerprint '", reader.attributes().fingerprint, "' differs from the dataset's '",
                  fingerprint, "' (", ds.index_path, "): the model was trained on another index");
-  model::LlamaModel model = model::load_model(reader);
+}
+
+model::LlamaModel finish_loading(model::LlamaModel model, const CheckpointReader& reader, const Dataset& ds,
+                                 c10::Device device, const std::string& role) {
   const int64_t vocab = ds.catalog->vocab().size();
   ATSPEED_ENSURE(Checkpoint, model->options().vocab_size == vocab, reader.path(), " (", role, "): model vocab_size ",
                  model->options().vocab_size, " but the dataset vocabulary has ", vocab, " tokens");
   model->to(device);
   model->eval();
   return model;
+}
+
+}  // namespace
+
+model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
+                                 const std::string& role) {
+  check_fingerprint(reader, ds, role);
+  return finish_loading(model::load_model(reader), reader, ds, device, role);
+}
+
+model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
+                                       const std::string& role, int64_t tp_rank, int64_t tp_size) {
+  check_fingerprint(reader, ds, role);
+  // Checked here as well as in LlamaOptions::sharded so that the message names the model's role
+  // and file, not only its config name.
+  const ModelConfig c = model::model_config_from_checkpoint(reader);
+  for (const auto& [field, n] : {std::pair<const char*, int64_t>{"num_attention_heads", c.num_attention_heads},
+                                 {"num_key_value_heads", c.num_key_value_heads},
+                                 {"intermediate_size", c.intermediate_size}}) {
+    ATSPEED_ENSURE(Config, n % tp_size == 0, "dist.tp=", tp_size, " does not divide the ", role, "'s model.", field,
+                   " (", n, ") in ", reader.path(), ": tensor-parallel serving splits heads, KV heads and MLP ",
+                   "features evenly across ranks; pick a dist.tp that divides them");
+  }
+  return finish_loading(model::load_model_shard(reader, tp_rank, tp_size), reader, ds, device, role);
 }
 
 }  // namespace atspeed::launch

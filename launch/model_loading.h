@@ -26,4 +26,10 @@ void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data);
 model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
                                  const std::string& role);
 
+// The same for tensor-parallel shard tp_rank of tp_size (model::load_model_shard: each split weight
+// read as an HDF5 hyperslab). Error(Config) naming the role, the file and the field when tp_size does
+// not divide the model's heads, KV heads or intermediate size. The caller sets the tp communicator.
+model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
+                                       const std::string& role, int64_t tp_rank, int64_t tp_size);
+
 }  // namespace atspeed::launch
