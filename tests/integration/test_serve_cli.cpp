@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/samples.h"
 #include "tests/test_models.h"
+#include "tests/integration/serve_process.h"
 #include "tests/test_util.h"
 
 namespace atspeed {
@@ -28,77 +29,15 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test::post;
+using test::read_file;
+using test::Reply;
 
-// A running `atspeed serve`; killed (SIGKILL) if the test did not stop it.
-class ServerProcess {
+// `atspeed serve` with this file's time limits: 60 s to start, 60 s per request.
+class ServerProcess : public test::ServerProcess {
  public:
-  ServerProcess(const std::string& args, const std::string& log) : log_(log) {
-    const std::string cmd = std::string("exec ") + ATSPEED_BIN + " serve " + args + " >" + log + " 2>&1";
-    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-    EXPECT_EQ(posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
-    const std::regex line(R"(serving on http://127\.0\.0\.1:(\d+))");
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      const std::string text = read_file(log_);
-      if (std::regex_search(text, m, line)) {
-        port_ = std::stoi(m[1]);
-        return;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        ADD_FAILURE() << "atspeed serve exited before serving:\n" << text;
-        return;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ADD_FAILURE() << "no 'serving on' line within 60 s:\n" << read_file(log_);
-  }
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  int port() const { return port_; }
-  // Sends `sig` and returns the wait status.
-  int stop(int sig) {
-    int status = 0;
-    kill(pid_, sig);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  std::string log() const { return read_file(log_); }
-  std::unique_ptr<httplib::Client> client() const {
-    auto c = std::make_unique<httplib::Client>("127.0.0.1", port_);
-    c->set_read_timeout(60, 0);
-    return c;
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int port_ = -1;
+  ServerProcess(const std::string& args, const std::string& log) : test::ServerProcess("", args, log, 60, 60) {}
 };
-
-struct Reply {
-  int status = -1;
-  json body;
-};
-
-Reply post(const ServerProcess& s, const std::string& body) {
-  auto c = s.client();
-  auto res = c->Post("/v1/recommend", body, "application/json");
-  if (!res) return {};
-  Reply r{res->status, json::parse(res->body, nullptr, false)};
-  return r;
-}
 
 class ServeCli : public ::testing::Test {
  protected:
