@@ -4,14 +4,18 @@
 # budget, and `bench decode` of each draft on the same test users. Every stage is resumable: rerun
 # the same command after an interruption and finished runs are skipped, interrupted ones resume
 # from their last checkpoint.
-#   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep bench table (default: all)
+#   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep variants bench table
+#                                              (default: all but variants)
 # Inputs: runs/<ds>-target/best.h5 (target) and runs/<ds>-draft/best.h5 (the CE draft every run
 # starts from), both from launch/results.sh. Outputs: runs/<ds>-teacher/, runs/align/<ds>-<obj>-a<alpha>-e<epochs>/.
 # Environment: ATSPEED_ALIGN_EPOCHS (default 2), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
 # budget, default 1), ATSPEED_ALIGN_LR (default 5e-4), ATSPEED_ALIGN_USERS (bench users, default 1000),
 # ATSPEED_ALIGN_OBJECTIVES (default "ce atspeed_s atspeed_r wordkd tvdkd seqkd"),
 # ATSPEED_ALIGN_SWEEP (objectives of the alpha sweep, default "atspeed_s atspeed_r"),
-# ATSPEED_THREADS (default 2).
+# ATSPEED_ALIGN_STEPS (> 0: a budget of this many optimizer steps instead of epochs; run directories
+# then end in -s<steps>), ATSPEED_ALIGN_TEACHER (offline: the teacher files of the teacher stage,
+# default; online: the target computes the teacher inside the training loop, for datasets whose
+# teacher files would not fit the machine's time or disk), ATSPEED_THREADS (default 2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ds="${1:?usage: launch/align.sh beauty|games [stage ...]}"
@@ -28,6 +32,9 @@ sweep_epochs="${ATSPEED_ALIGN_SWEEP_EPOCHS:-1}"
 # warm-up of configs/train/draft.yaml is longer than a 2-epoch Beauty run of 152 steps).
 lr="${ATSPEED_ALIGN_LR:-5.0e-4}"
 users="${ATSPEED_ALIGN_USERS:-1000}"
+steps="${ATSPEED_ALIGN_STEPS:-0}"
+teacher_mode="${ATSPEED_ALIGN_TEACHER:-offline}"
+case "$teacher_mode" in offline|online) ;; *) echo "ATSPEED_ALIGN_TEACHER: offline or online, not '$teacher_mode'" >&2; exit 2 ;; esac
 objectives=(${ATSPEED_ALIGN_OBJECTIVES:-ce atspeed_s atspeed_r wordkd tvdkd seqkd})
 sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
 target="runs/$ds-target/best.h5"
@@ -37,16 +44,23 @@ for f in "$target" "$init"; do
   [ -f "$f" ] || { echo "missing $f: run 'bash launch/results.sh $ds target draft' first" >&2; exit 2; }
 done
 
-# One draft: objective $1, alpha $2, epochs $3. Skipped when done, resumed when interrupted.
+# One draft: objective $1, alpha $2, epochs $3, then optional: a name tag $4 and extra overrides.
+# Skipped when done, resumed when interrupted.
 train_draft() {
-  local obj="$1" alpha="$2" ep="$3" dir="runs/align/$ds-$1-a$2-e$3"
+  local obj="$1" alpha="$2" ep="$3" tag="${4:-}" dir
+  local budget="e$ep" teacher_arg="$teacher/teacher"
+  [ "$steps" -gt 0 ] && budget="s$steps"
+  [ "$teacher_mode" = online ] && teacher_arg=""
+  dir="runs/align/$ds-$obj${tag:+-$tag}-a$alpha-$budget"
+  shift 3
+  if [ $# -gt 0 ]; then shift; fi
   if [ -f "$dir/done" ]; then echo "[align] $dir: done"; return; fi
   local resume=false
   [ -f "$dir/last.h5" ] && resume=true
   echo "[align] $dir: training (resume=$resume)"
-  "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher/teacher" \
-    align.target="$target" align.init="$init" train.epochs="$ep" train.lr="$lr" train.warmup_steps=20 train.resume="$resume" \
-    run.threads="$threads" run.out_dir="$dir"
+  "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher_arg" \
+    align.target="$target" align.init="$init" train.epochs="$ep" train.max_steps="$steps" train.lr="$lr" train.warmup_steps=20 train.resume="$resume" \
+    run.threads="$threads" run.out_dir="$dir" "$@"
   touch "$dir/done"
 }
 
@@ -59,6 +73,9 @@ for stage in "${stages[@]}"; do
       for obj in "${objectives[@]}"; do train_draft "$obj" 0.7 "$epochs"; done ;;
     sweep)
       for obj in "${sweep[@]}"; do for a in 0.1 0.3 0.5 0.7; do train_draft "$obj" "$a" "$sweep_epochs"; done; done ;;
+    variants)  # AtSpeed-S with the reference script's saturating softmax temperature (SPEC §4.4, §7.16)
+      train_draft atspeed_s 0.7 "$sweep_epochs" cs-t0.001 align.constrained_loss=true \
+        align.constrained_softmax=true align.temperature=0.001 ;;
     bench)  # the starting CE draft and every finished draft, on the same seeded test users
       for dir in "runs/$ds-draft" runs/align/"$ds"-*; do
         [ -f "$dir/best.h5" ] || continue

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Markdown tables of the draft-alignment comparison (launch/align.sh): one row per draft, one
 column per K, from the `bench decode` JSON files given on the command line (one per draft; the
-draft's run directory names it: runs/align/<ds>-<objective>-a<alpha>-e<epochs>/bench_align.json, or
+draft's run directory names it: runs/align/<ds>-<objective>-a<alpha>-e<epochs>/bench_align.json (-s<steps>
+for a step budget), or
 runs/<ds>-draft/bench_align.json for the CE draft every run starts from).
 
 Cells: accepted levels per round / target forwards per request, for strict (AtSpeed-S, N=40)
@@ -16,9 +17,9 @@ import sys
 
 def draft_name(path):
     d = os.path.basename(os.path.dirname(path))
-    m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)-e([0-9]+)$", d)
+    m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)-([es])([0-9]+)$", d)
     if m:
-        return m.group(1), m.group(2), m.group(3)
+        return m.group(1), m.group(2), m.group(4) + (" steps" if m.group(3) == "s" else "")
     return "start (CE draft)", "-", "-"
 
 
@@ -43,7 +44,7 @@ def main(paths):
     print(f"{d0['dataset']}: {d0['users']} test users, batch {d0['batch_sizes'][0]}, N = 40, target {d0['target']}\n")
     for kind, title in (("strict", "AtSpeed-S (strict)"), ("relaxed", "AtSpeed-R (relaxed)")):
         print(f"{title}: accepted levels per round / target forwards per request (baseline 4)\n")
-        print("| objective | alpha | epochs | " + " | ".join(f"K={k}" for k in ks) + " | mean acc/rd |")
+        print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + " | mean acc/rd |")
         print("|---|---|---|" + "---|" * (len(ks) + 1))
         for name, _, by in rows:
             cells, accs = [], []
@@ -58,7 +59,7 @@ def main(paths):
             print(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
         print()
     print("Speedup (mean of per-request latency ratios) strict / relaxed, and strict identical fraction\n")
-    print("| objective | alpha | epochs | " + " | ".join(f"K={k}" for k in ks) + " |")
+    print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + " |")
     print("|---|---|---|" + "---|" * len(ks))
     for name, _, by in rows:
         cells = []
