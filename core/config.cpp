@@ -148,6 +148,9 @@ void Config::apply_override(const std::string& text) {
   }
   if (value_text.empty()) value = YAML::Node(std::string());
   const bool exists = has(key_path);
+  if (!add && !exists && key_path == "model.tp")  // the tensor-parallel degree is a launch setting, not a model's
+    ATSPEED_THROW(Config, "command line: model.tp: unknown key; the tensor-parallel degree is dist.tp (e.g. "
+                          "`mpirun -np 2 atspeed serve dist.tp=2`)");
   if (!add && !exists)
     ATSPEED_THROW(Config, "command line: ", key_path, ": unknown key (use +", key_path, "=... to add a new key)");
   if (add && exists)

@@ -1,8 +1,8 @@
 // `atspeed serve` through the real binary on loopback (serve.port=0, the printed port parsed from
 // its log), with tiny random checkpoints on a synthetic dataset: every mode answers, strict returns
 // the target's items, batched answers equal one-at-a-time answers, every bad input gets its 4xx and
-// the server keeps serving, /metrics names its metrics, and SIGTERM answers in-flight requests and
-// exits 0.
+// the server keeps serving, a full queue gets 503 and a passed deadline 504, /metrics names its
+// metrics, and SIGTERM answers in-flight requests and exits 0.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -265,6 +265,51 @@ TEST_F(ServeCli, SigtermAnswersInFlightRequestsAndExitsZero) {
     EXPECT_EQ(r.status, 200) << r.body.dump() << "\n" << s.log();
     EXPECT_EQ(r.body["items"].size(), 5u);
   }
+}
+
+TEST_F(ServeCli, FullQueueIs503AndADeadlineIs504) {
+  // A batching window far longer than the request timeout keeps two requests queued until their
+  // deadline (504); a third finds the queue (serve.max_queue=2) full (503). Neither hurts the server.
+  ServerProcess s(common_args() + " serve.max_batch=64 serve.max_wait_ms=20000 serve.max_queue=2" +
+                      " serve.request_timeout_ms=2000",
+                  tmp->str("limits.log"));
+  ASSERT_GT(s.port(), 0);
+  std::vector<Reply> queued(2);
+  std::vector<std::thread> threads;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t u = 0; u < queued.size(); ++u) {
+    threads.emplace_back([&, u] { queued[u] = post(s, request(u, "strict").dump()); });
+  }
+  bool full = false;
+  while (!full && std::chrono::steady_clock::now() < t0 + 1500ms) {
+    auto m = s.client()->Get("/metrics");
+    full = m && m->body.find("atspeed_serve_queue_depth 2") != std::string::npos;
+    if (!full) std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(full) << s.log();
+  const Reply refused = post(s, request(2, "strict").dump());
+  EXPECT_EQ(refused.status, 503) << refused.body.dump();
+  EXPECT_NE(refused.body.value("error", "").find("queue is full (serve.max_queue = 2)"), std::string::npos)
+      << refused.body.dump();
+  for (auto& t : threads) t.join();
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(waited, 1900ms);
+  EXPECT_LT(waited, 15s) << "the deadline did not end the wait for the batching window";
+  for (const auto& r : queued) {
+    EXPECT_EQ(r.status, 504) << r.body.dump();
+    EXPECT_NE(r.body.value("error", "").find("timed out (serve.request_timeout_ms)"), std::string::npos)
+        << r.body.dump();
+  }
+  auto res = s.client()->Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  res = s.client()->Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("atspeed_serve_requests_total{code=\"503\"} 1"), std::string::npos) << res->body;
+  EXPECT_NE(res->body.find("atspeed_serve_requests_total{code=\"504\"} 2"), std::string::npos) << res->body;
+  const int status = s.stop(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << s.log();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << s.log();
 }
 
 TEST_F(ServeCli, StartupErrorsNameTheProblem) {

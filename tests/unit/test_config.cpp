@@ -65,6 +65,7 @@ TEST_F(ConfigTest, GroupSwapKeyOverrideAndAdd) {
 
 TEST_F(ConfigTest, OverrideErrorsNameTheKey) {
   EXPECT_NE(error_of([&] { compose({"run.sed=3"}); }).find("run.sed: unknown key"), std::string::npos);
+  EXPECT_NE(error_of([&] { compose({"model.tp=2"}); }).find("the tensor-parallel degree is dist.tp"), std::string::npos);
   EXPECT_NE(error_of([&] { compose({"+run.seed=3"}); }).find("already exists"), std::string::npos);
   EXPECT_NE(error_of([&] { compose({"model=huge"}); }).find("available: big, small"), std::string::npos);
   EXPECT_NE(error_of([&] { compose({"novalue"}); }).find("novalue"), std::string::npos);
