@@ -31,8 +31,11 @@ def main():
                      label=f"{method} (batch {bs})")
         axes[0].plot(ks, [r["speedup_mean_ratio"] for r in rs], **style)
         axes[1].plot(ks, [r["target_forwards"] for r in rs], **style)
-        if "accepted_levels_per_round" in rs[0]:
-            axes[2].plot(ks, [r["accepted_levels_per_round"] for r in rs], **style)
+        # Baselines have no acceptance, and adaptive has none at a K where it fell back to target beam
+        # search: those points are gaps (NaN), not zeros.
+        acc = [r.get("accepted_levels_per_round", float("nan")) for r in rs]
+        if any(a == a for a in acc):
+            axes[2].plot(ks, acc, **style)
     axes[0].axhline(1.0, color="grey", lw=0.8)
     axes[0].set_title("speedup vs its baseline (mean per-request ratio)")
     axes[1].set_title("target forwards per request")
