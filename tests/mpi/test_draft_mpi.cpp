@@ -1,7 +1,7 @@
 // Data-parallel train-draft equals single-process train-draft: N ranks with micro_batch 2 and
 // grad_accum 2 (global batch 4N) give the same per-step losses, gradient norms and parameters as one
-// process with the whole global batch in one micro-batch (float tolerance), for the CE-only and the
-// AtSpeed-S objectives with the online teacher (a random target, identical on every rank).
+// process with the whole global batch in one micro-batch (float tolerance), for every objective (CE
+// only and the five alignment losses) with the online teacher (a random target, identical on every rank).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -75,7 +75,7 @@ TEST(DraftMpi, DataParallelEqualsSingleProcess) {
   auto world = make_communicator("auto");
   const int n = world->size();
   const std::string dir = shared_dir(*world);
-  for (const std::string objective : {"ce", "atspeed_s"}) {
+  for (const std::string objective : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"}) {
     const int64_t global = 4 * n;
     const DraftRun dp = draft_run(dir, "dp_" + objective, objective, 2, global, *world);
     ASSERT_EQ(dp.result.steps.size(), 4u);
