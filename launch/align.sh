@@ -5,10 +5,10 @@
 # the same command after an interruption and finished runs are skipped, interrupted ones resume
 # from their last checkpoint.
 #   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep variants bench table
-#                                              (default: all but variants)
+#                                              (default: all)
 # Inputs: runs/<ds>-target/best.h5 (target) and runs/<ds>-draft/best.h5 (the CE draft every run
 # starts from), both from launch/results.sh. Outputs: runs/<ds>-teacher/, runs/align/<ds>-<obj>-a<alpha>-e<epochs>/.
-# Environment: ATSPEED_ALIGN_EPOCHS (default 2), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
+# Environment: ATSPEED_ALIGN_EPOCHS (default 1, the README's budget), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
 # budget, default 1), ATSPEED_ALIGN_LR (default 5e-4), ATSPEED_ALIGN_USERS (bench users, default 1000),
 # ATSPEED_ALIGN_OBJECTIVES (default "ce atspeed_s atspeed_r wordkd tvdkd seqkd"),
 # ATSPEED_ALIGN_SWEEP (objectives of the alpha sweep, default "atspeed_s atspeed_r"),
@@ -21,15 +21,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ds="${1:?usage: launch/align.sh beauty|games [stage ...]}"
 shift
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(teacher drafts sweep bench table)
+[ ${#stages[@]} -gt 0 ] || stages=(teacher drafts sweep variants bench table)
 bash launch/build.sh >/dev/null
 . launch/setup.sh
 bin="${ATSPEED_BUILD_DIR:-build}/bin/atspeed"
 threads="${ATSPEED_THREADS:-2}"
-epochs="${ATSPEED_ALIGN_EPOCHS:-2}"
+epochs="${ATSPEED_ALIGN_EPOCHS:-1}"
 sweep_epochs="${ATSPEED_ALIGN_SWEEP_EPOCHS:-1}"
 # Fine-tuning a trained draft: a shorter warm-up and half the from-scratch learning rate (the 200-step
-# warm-up of configs/train/draft.yaml is longer than a 2-epoch Beauty run of 152 steps).
+# warm-up of configs/train/draft.yaml is longer than a 1-epoch Beauty run of 75 steps).
 lr="${ATSPEED_ALIGN_LR:-5.0e-4}"
 users="${ATSPEED_ALIGN_USERS:-1000}"
 steps="${ATSPEED_ALIGN_STEPS:-0}"
