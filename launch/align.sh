@@ -4,8 +4,8 @@
 # budget, and `bench decode` of each draft on the same test users. Every stage is resumable: rerun
 # the same command after an interruption and finished runs are skipped, interrupted ones resume
 # from their last checkpoint.
-#   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep variants bench table
-#                                              (default: all)
+#   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep variants bench table timing
+#                                              (default: all but timing)
 # Inputs: runs/<ds>-target/best.h5 (target) and runs/<ds>-draft/best.h5 (the CE draft every run
 # starts from), both from launch/results.sh. Outputs: runs/<ds>-teacher/, runs/align/<ds>-<obj>-a<alpha>-e<epochs>/.
 # Environment: ATSPEED_ALIGN_EPOCHS (default 1, the README's budget), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
@@ -76,6 +76,23 @@ for stage in "${stages[@]}"; do
     variants)  # AtSpeed-S with the reference script's saturating softmax temperature (SPEC §4.4, §7.16)
       train_draft atspeed_s 0.7 "$sweep_epochs" cs-t0.001 align.constrained_loss=true \
         align.constrained_softmax=true align.temperature=0.001 ;;
+    timing)  # offline vs online teacher on the same start and objective: seconds per training step
+      mkdir -p runs/align-timing
+      for mode in offline online; do
+        teacher_dir=""
+        [ "$mode" = offline ] && teacher_dir="$teacher/teacher"
+        rm -rf "runs/align-timing/$ds-$mode"
+        t0=$(date +%s.%N)
+        "$bin" train-draft data="$ds" align.objective=atspeed_s align.alpha=0.7 align.teacher="$teacher_dir" \
+          align.target="$target" align.init="$init" train.max_steps=10 train.max_valid_samples=16 train.lr="$lr" \
+          train.warmup_steps=2 run.threads="$threads" run.out_dir="runs/align-timing/$ds-$mode" \
+          > "runs/align-timing/$ds-$mode.log" 2>&1
+        t1=$(date +%s.%N)
+        python3 -c "import json,sys; t=float(sys.argv[2])-float(sys.argv[1]); \
+l=[json.loads(x) for x in open(sys.argv[3]) if '\"loss\"' in x]; \
+print(f'[align] {sys.argv[4]} teacher: 10 steps of 256 in {t:.1f} s ({t/10:.2f} s per step, start-up included), last loss {l[-1][\"loss\"]:.4f}')" \
+          "$t0" "$t1" "runs/align-timing/$ds-$mode/metrics.jsonl" "$mode"
+      done ;;
     bench)  # the starting CE draft and every finished draft, on the same seeded test users
       for dir in "runs/$ds-draft" runs/align/"$ds"-*; do
         [ -f "$dir/best.h5" ] || continue
