@@ -1,7 +1,7 @@
 // A real `atspeed serve` process for the serve integration tests (test_serve_cli.cpp,
 // test_serve_tp_cli.cpp): started through /bin/sh with its output in a log file, its port parsed
 // from the `serving on http://127.0.0.1:PORT` line (serve.port=0), killed (SIGKILL) if the test did
-// not stop it. Needs ATSPEED_BIN.
+// not stop it; and the synthetic data and random checkpoints both suites serve. Needs ATSPEED_BIN.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,6 +18,12 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/samples.h"
+#include "tests/test_models.h"
+#include "tests/test_util.h"
 
 namespace atspeed::test {
 
@@ -102,6 +108,34 @@ inline Reply post(const ServerProcess& s, const std::string& body) {
   auto res = s.client()->Post("/v1/recommend", body, "application/json");
   if (!res) return {};
   return Reply{res->status, nlohmann::json::parse(res->body, nullptr, false)};
+}
+
+// What both serve test suites serve: a synthetic dataset in dir/syn (200 users, 150 items, seed 4),
+// random target (seed 3, hidden 16) and draft (seed 5, hidden 8) checkpoints with its fingerprint in
+// dir/target.h5 and dir/draft.h5 (4 heads, 2 KV heads, intermediate 2 * hidden: all divide by
+// tp = 2, not by 3), and the API histories (1-based item ids) of its first `n` test users. Returns
+// the histories (none after a failure); `num_items` gets the catalogue size.
+inline std::vector<nlohmann::json> write_serve_fixture(const TempDir& dir, size_t n, int64_t* num_items = nullptr) {
+  auto r = run_atspeed("data synth --out " + dir.str("syn") + " --users 200 --items 150 --seed 4");
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "data synth failed:\n" << r.output;
+    return {};
+  }
+  const Dataset ds = load_dataset(dir.str("syn"));
+  if (num_items) *num_items = ds.num_items();
+  const int64_t vocab = ds.catalog->vocab().size();
+  model::LlamaModel target = random_model(vocab, 3, 16);
+  model::LlamaModel draft = random_model(vocab, 5, 8);
+  write_model_checkpoint(dir.str("target.h5"), target, ds.catalog->fingerprint(), "target");
+  write_model_checkpoint(dir.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
+  std::vector<nlohmann::json> histories;
+  for (const auto& s : make_test_samples(ds, 50)) {
+    nlohmann::json h = nlohmann::json::array();
+    for (int64_t item : s.history) h.push_back(item + 1);  // the API's ids are 1-based
+    histories.push_back(h);
+    if (histories.size() == n) break;
+  }
+  return histories;
 }
 
 }  // namespace atspeed::test

@@ -17,8 +17,6 @@
 #include <regex>
 #include <thread>
 
-#include "data/dataset.h"
-#include "data/samples.h"
 #include "tests/test_models.h"
 #include "tests/integration/serve_process.h"
 #include "tests/test_util.h"
@@ -43,22 +41,7 @@ class ServeCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     tmp = new test::TempDir();
-    auto r = test::run_atspeed("data synth --out " + tmp->str("syn") + " --users 200 --items 150 --seed 4");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    const Dataset ds = load_dataset(tmp->str("syn"));
-    num_items = ds.num_items();
-    const int64_t vocab = ds.catalog->vocab().size();
-    model::LlamaModel target = test::random_model(vocab, 3, 16);
-    model::LlamaModel draft = test::random_model(vocab, 5, 8);
-    test::write_model_checkpoint(tmp->str("target.h5"), target, ds.catalog->fingerprint(), "target");
-    test::write_model_checkpoint(tmp->str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
-    histories = new std::vector<json>();
-    for (const auto& s : make_test_samples(ds, 50)) {
-      json h = json::array();
-      for (int64_t item : s.history) h.push_back(item + 1);  // the API's ids are 1-based
-      histories->push_back(h);
-      if (histories->size() == 12) break;
-    }
+    histories = new std::vector<json>(test::write_serve_fixture(*tmp, 12, &num_items));
     server = new ServerProcess(common_args() + " serve.max_batch=8 serve.max_wait_ms=50 serve.max_history=40" +
                                    " serve.max_body_bytes=4096 serve.default_mode=strict",
                                tmp->str("serve.log"));

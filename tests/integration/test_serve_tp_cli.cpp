@@ -19,9 +19,6 @@
 #include <regex>
 #include <thread>
 
-#include "data/dataset.h"
-#include "data/samples.h"
-#include "tests/test_models.h"
 #include "tests/integration/serve_process.h"
 #include "tests/test_util.h"
 
@@ -101,22 +98,7 @@ class ServeTpCli : public ::testing::Test {
  public:  // drain_with_sigterm() builds requests too
   static void SetUpTestSuite() {
     tmp = new test::TempDir();
-    auto r = test::run_atspeed("data synth --out " + tmp->str("syn") + " --users 200 --items 150 --seed 4");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    const Dataset ds = load_dataset(tmp->str("syn"));
-    const int64_t vocab = ds.catalog->vocab().size();
-    // 4 heads, 2 KV heads, intermediate 2 * hidden: all divide by 2 (not by 3).
-    model::LlamaModel target = test::random_model(vocab, 3, 16);
-    model::LlamaModel draft = test::random_model(vocab, 5, 8);
-    test::write_model_checkpoint(tmp->str("target.h5"), target, ds.catalog->fingerprint(), "target");
-    test::write_model_checkpoint(tmp->str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
-    histories = new std::vector<json>();
-    for (const auto& s : make_test_samples(ds, 50)) {
-      json h = json::array();
-      for (int64_t item : s.history) h.push_back(item + 1);  // the API's ids are 1-based
-      histories->push_back(h);
-      if (histories->size() == 6) break;
-    }
+    histories = new std::vector<json>(test::write_serve_fixture(*tmp, 6));
   }
   static void TearDownTestSuite() {
     delete histories;
