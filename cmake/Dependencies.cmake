@@ -15,7 +15,8 @@ target_compile_definitions(atspeed_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1)
 # The wheel bundles fmt 12 headers in its include dir, which would shadow Debian's fmt 9 that
 # spdlog 1.10 is built against (spdlog then fails to compile). A shim dir searched before torch's
 # makes every <fmt/...> resolve to Debian's fmt; torch's own binaries keep their private copy.
-find_path(ATSPEED_SYSTEM_FMT_DIR fmt/core.h PATHS /usr/include NO_DEFAULT_PATH REQUIRED)
+# Searched in CMAKE_PREFIX_PATH first (the GPU kit builds against Debian packages unpacked in a prefix).
+find_path(ATSPEED_SYSTEM_FMT_DIR fmt/core.h PATHS ${CMAKE_PREFIX_PATH} /usr PATH_SUFFIXES include NO_DEFAULT_PATH REQUIRED)
 file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/fmt-shim")
 file(CREATE_LINK "${ATSPEED_SYSTEM_FMT_DIR}/fmt" "${CMAKE_BINARY_DIR}/fmt-shim/fmt" SYMBOLIC)
 target_include_directories(atspeed_torch SYSTEM BEFORE INTERFACE "${CMAKE_BINARY_DIR}/fmt-shim")
@@ -27,7 +28,10 @@ if(ATSPEED_HAVE_CUDA)
   target_compile_definitions(atspeed_torch INTERFACE ATSPEED_WITH_CUDA=1)
   target_include_directories(atspeed_torch SYSTEM INTERFACE ${CUDAToolkit_INCLUDE_DIRS})
 endif()
-target_link_libraries(atspeed_torch INTERFACE
+# libstdc++ first: torch 2.11's libtorch.so exports statically linked std::filesystem functions, and a
+# binary that loads libstdc++ after it binds to those broken copies (a segfault in remove_all). Harmless
+# for wheels that do not export them (2.15).
+target_link_libraries(atspeed_torch INTERFACE "-Wl,--push-state,--no-as-needed,-lstdc++,--pop-state"
   "${_torch_lib}/libtorch.so" "${_torch_lib}/libtorch_cpu.so" "${_torch_lib}/libc10.so")
 # Executables find libtorch (and, through its own RPATH, the CUDA libraries of the wheel) here.
 set(CMAKE_BUILD_RPATH "${_torch_lib}")

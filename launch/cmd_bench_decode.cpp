@@ -180,9 +180,9 @@ void run_bench_decode(BenchDecodeOptions o) {
   const Dataset ds = load_dataset(data);
   apply_prompt_settings(target_reader, data);
   const at::Device device = resolve_device(dec.device);
-  model::LlamaModel target_model = load_model_for(target_reader, ds, device, "target");
+  model::LlamaModel target_model = load_model_for(target_reader, ds, device, "target", dec.dtype);
   model::LlamaModel draft_model{nullptr};
-  if (draft_reader) draft_model = load_model_for(*draft_reader, ds, device, "draft");
+  if (draft_reader) draft_model = load_model_for(*draft_reader, ds, device, "draft", dec.dtype);
   const PromptFormat format(ds.catalog, data.sep_token);
   const auto constraint = make_constraint(data.constraint, *ds.catalog);
 

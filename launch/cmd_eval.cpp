@@ -62,7 +62,7 @@ void run_eval(EvalOptions o) {
   const std::string fingerprint = ds.catalog->fingerprint();
   apply_prompt_settings(reader, data);
   const at::Device device = resolve_device(dec.device);
-  model::LlamaModel model = load_model_for(reader, ds, device, "target");
+  model::LlamaModel model = load_model_for(reader, ds, device, "target", dec.dtype);
 
   const PromptFormat format(ds.catalog, data.sep_token);
   std::vector<Sample> samples =

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <optional>
 #include <utility>
 
 #include "core/config.h"
@@ -57,16 +58,22 @@ model::LlamaModel finish_loading(model::LlamaModel model, const CheckpointReader
   return model;
 }
 
+std::optional<std::string> dtype_override(const std::string& dtype) {
+  if (dtype.empty() || dtype == "checkpoint") return std::nullopt;
+  return dtype;
+}
+
 }  // namespace
 
 model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
-                                 const std::string& role) {
+                                 const std::string& role, const std::string& dtype) {
   check_fingerprint(reader, ds, role);
-  return finish_loading(model::load_model(reader), reader, ds, device, role);
+  return finish_loading(model::load_model(reader, dtype_override(dtype)), reader, ds, device, role);
 }
 
 model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
-                                       const std::string& role, int64_t tp_rank, int64_t tp_size) {
+                                       const std::string& role, int64_t tp_rank, int64_t tp_size,
+                                       const std::string& dtype) {
   check_fingerprint(reader, ds, role);
   // Checked here as well as in LlamaOptions::sharded so that the message names the model's role
   // and file, not only its config name.
@@ -78,7 +85,8 @@ model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dat
                    " (", n, ") in ", reader.path(), ": tensor-parallel serving splits heads, KV heads and MLP ",
                    "features evenly across ranks; pick a dist.tp that divides them");
   }
-  return finish_loading(model::load_model_shard(reader, tp_rank, tp_size), reader, ds, device, role);
+  return finish_loading(model::load_model_shard(reader, tp_rank, tp_size, dtype_override(dtype)), reader, ds, device,
+                        role);
 }
 
 }  // namespace atspeed::launch

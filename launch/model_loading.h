@@ -23,13 +23,15 @@ void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data);
 // Loads the model of `reader` onto `device` in eval mode after checking that its item-index
 // fingerprint and vocabulary size match the dataset's (Error(Checkpoint) naming both otherwise).
 // `role` names it in messages ("target", "draft").
+// dtype: decode.dtype ("checkpoint" or "" keeps the stored model.dtype; float32, bfloat16).
 model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
-                                 const std::string& role);
+                                 const std::string& role, const std::string& dtype = "checkpoint");
 
 // The same for tensor-parallel shard tp_rank of tp_size (model::load_model_shard: each split weight
 // read as an HDF5 hyperslab). Error(Config) naming the role, the file and the field when tp_size does
 // not divide the model's heads, KV heads or intermediate size. The caller sets the tp communicator.
 model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
-                                       const std::string& role, int64_t tp_rank, int64_t tp_size);
+                                       const std::string& role, int64_t tp_rank, int64_t tp_size,
+                                       const std::string& dtype = "checkpoint");
 
 }  // namespace atspeed::launch

@@ -29,16 +29,30 @@ fi
 
 : "${ATSPEED_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/atspeed}"
 : "${ATSPEED_TORCH_VENV:=$ATSPEED_CACHE/torch-$ATSPEED_TORCH_VERSION}"
+# What pip installs into the venv (tests point it at a small local wheel).
+: "${ATSPEED_TORCH_PIP_ARGS:=torch==$ATSPEED_TORCH_VERSION numpy}"
 if [ ! -f "$ATSPEED_TORCH_VENV/.atspeed-complete" ]; then
-  echo "[setup] installing torch==$ATSPEED_TORCH_VERSION into $ATSPEED_TORCH_VENV (one time, ~4 GB)"
-  _atspeed_python="$(command -v python3)"
-  # Prefer Debian's interpreter when present: a pyenv/conda python on PATH works too.
-  rm -rf "$ATSPEED_TORCH_VENV"
   mkdir -p "$(dirname "$ATSPEED_TORCH_VENV")"
-  "$_atspeed_python" -m venv "$ATSPEED_TORCH_VENV"
-  "$ATSPEED_TORCH_VENV/bin/pip" install -q --disable-pip-version-check --no-input \
-      "torch==$ATSPEED_TORCH_VERSION" numpy
-  touch "$ATSPEED_TORCH_VENV/.atspeed-complete"
+  # Several clones (or CI jobs) may set up at once: one installs while the others wait on the lock,
+  # then find the completion marker. Without it a second setup deleted the venv the first one was
+  # still installing into.
+  exec {_atspeed_lock_fd}>"$ATSPEED_TORCH_VENV.lock"
+  if ! flock -n "$_atspeed_lock_fd"; then
+    echo "[setup] waiting for another setup installing $ATSPEED_TORCH_VENV"
+    flock "$_atspeed_lock_fd"
+  fi
+  if [ ! -f "$ATSPEED_TORCH_VENV/.atspeed-complete" ]; then
+    echo "[setup] installing $ATSPEED_TORCH_PIP_ARGS into $ATSPEED_TORCH_VENV (one time, ~4 GB)"
+    # Prefer Debian's interpreter when present: a pyenv/conda python on PATH works too.
+    _atspeed_python="$(command -v python3)"
+    rm -rf "$ATSPEED_TORCH_VENV"   # a half-made venv of an interrupted setup
+    "$_atspeed_python" -m venv "$ATSPEED_TORCH_VENV"
+    # shellcheck disable=SC2086
+    "$ATSPEED_TORCH_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input $ATSPEED_TORCH_PIP_ARGS
+    touch "$ATSPEED_TORCH_VENV/.atspeed-complete"
+  fi
+  flock -u "$_atspeed_lock_fd"
+  exec {_atspeed_lock_fd}>&-
 fi
 ATSPEED_PYTHON="$ATSPEED_TORCH_VENV/bin/python"
 ATSPEED_TORCH_DIR="$(ls -d "$ATSPEED_TORCH_VENV"/lib/python3*/site-packages/torch | head -n 1)"

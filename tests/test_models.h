@@ -3,12 +3,17 @@
 
 #include <torch/torch.h>
 
+#include <random>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/config_types.h"
 #include "core/io/checkpoint.h"
 #include "core/model/llama.h"
 #include "core/model/model_io.h"
+#include "core/vocab/item_catalog.h"
+#include "core/vocab/vocabulary.h"
 
 namespace atspeed::test {
 
@@ -47,6 +52,34 @@ inline void write_model_checkpoint(const std::string& path, model::LlamaModel& m
   CheckpointWriter w(path, attrs);
   model::write_parameters(w, *m);
   w.commit();
+}
+
+// 4 levels x 256 codes (V = 1029). Items share prefixes (8 first codes, 5 second, 3 third), so the
+// trie has real fan-out at every level.
+inline ItemCatalog random_catalog(int64_t items = 600, uint64_t seed = 11) {
+  std::mt19937_64 g(seed);
+  std::set<std::vector<int32_t>> seen;
+  std::vector<int32_t> codes;
+  while (static_cast<int64_t>(seen.size()) < items) {
+    std::vector<int32_t> t = {static_cast<int32_t>(g() % 8), static_cast<int32_t>(g() % 5), static_cast<int32_t>(g() % 3),
+                              static_cast<int32_t>(g() % 256)};
+    if (seen.insert(t).second) codes.insert(codes.end(), t.begin(), t.end());
+  }
+  return ItemCatalog(Vocabulary(4, 256), codes);
+}
+
+// n prompts BOS, 1-6 random history tokens, RESP (token ids valid in a random_catalog vocabulary).
+inline std::vector<std::vector<int64_t>> prompts_for(int64_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> p = {Vocabulary::kBos};
+    const int64_t len = 1 + static_cast<int64_t>(g() % 6);
+    for (int64_t j = 0; j < len; ++j) p.push_back(5 + static_cast<int64_t>(g() % 1024));
+    p.push_back(Vocabulary::kResp);
+    out.push_back(p);
+  }
+  return out;
 }
 
 }  // namespace atspeed::test

@@ -27,7 +27,11 @@ CommandResult run_atspeed(const std::string& args);
 // Runs any shell command line.
 CommandResult run_command(const std::string& command_line);
 
-// ../shared/data/amazon beside the source tree, or "" when absent.
+// The MPI launcher: $ATSPEED_MPIEXEC when set (the GPU kit's unpacked OpenMPI), else the one the
+// tests were built with.
+std::string mpiexec(const std::string& built_with);
+
+// $ATSPEED_SHARED_DATA_DIR, else ../shared/data/amazon beside the source tree; "" when it lacks beauty/.
 std::string shared_data_dir();
 
 }  // namespace atspeed::test

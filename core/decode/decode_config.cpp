@@ -13,6 +13,7 @@ void DecodeConfig::read(ConfigSection& s) {
       .get("top_k", top_k)
       .get("seed", seed)
       .get("device", device)
+      .get("dtype", dtype)
       .get("draft_width", draft_width)
       .get("gamma", gamma)
       .get("verification", verification);
@@ -25,6 +26,8 @@ void DecodeConfig::validate() const {
   config_ensure(seed >= 0, "decode.seed", "must be >= 0");
   config_ensure(device == "auto" || device == "cpu" || device.rfind("cuda", 0) == 0, "decode.device",
                 "must be auto, cpu, cuda or cuda:N (got '" + device + "')");
+  config_ensure(dtype == "checkpoint" || dtype == "float32" || dtype == "bfloat16", "decode.dtype",
+                "must be checkpoint, float32 or bfloat16 (got '" + dtype + "')");
   config_ensure(draft_width >= 1, "decode.draft_width", "must be >= 1");
   config_ensure(gamma >= 1, "decode.gamma", "must be >= 1");
   config_ensure(verification == "strict" || verification == "relaxed", "decode.verification",

@@ -20,6 +20,7 @@ struct DecodeConfig {
   int64_t top_k = 50;          // sampling only: per-row top-k warper (HF's default); 0 = off
   int64_t seed = 0;            // sampling only: request seeds are seed + user id
   std::string device = "auto"; // auto (cuda when available), cpu, cuda, cuda:N
+  std::string dtype = "checkpoint";  // model weights: checkpoint (as stored), float32, bfloat16
   int64_t draft_width = 40;    // speculative: N draft beams per level (>= K)
   int64_t gamma = 4;           // speculative: drafted levels per round (SPEC §9.8)
   std::string verification = "strict";  // speculative: strict (AtSpeed-S) | relaxed (AtSpeed-R)

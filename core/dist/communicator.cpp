@@ -70,7 +70,7 @@ class MpiCommunicator final : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void all_reduce(at::Tensor& t, ReduceOp op) override {
-    check_cpu(t, "all_reduce");
+    check_input(t, "all_reduce");
     ATSPEED_ENSURE(Distributed, op == ReduceOp::Sum || t.is_floating_point(), "all_reduce(avg) needs a floating tensor, got ",
                    t.scalar_type());
     at::Tensor work = staging(t);
@@ -81,7 +81,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void broadcast(at::Tensor& t, int root) override {
-    check_cpu(t, "broadcast");
+    check_input(t, "broadcast");
     ATSPEED_ENSURE(Distributed, root >= 0 && root < size_, "broadcast: root ", root, " outside [0, ", size_, ")");
     // Shapes must agree: check the element count first so a mismatch is an error, not a hang.
     int64_t count = t.numel();
@@ -98,7 +98,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   at::Tensor all_gather(const at::Tensor& t) override {
-    check_cpu(t, "all_gather");
+    check_input(t, "all_gather");
     at::Tensor work = staging(t);
     std::vector<int64_t> shape{size_};
     for (auto d : t.sizes()) shape.push_back(d);
@@ -106,7 +106,7 @@ class MpiCommunicator final : public Communicator {
     const int count = static_cast<int>(work.numel());
     MPI_CHECK(MPI_Allgather(work.data_ptr(), count, mpi_type(work.scalar_type()), out.data_ptr(), count,
                             mpi_type(work.scalar_type()), comm_));
-    return out.to(t.scalar_type());
+    return out.to(t.device(), t.scalar_type());
   }
 
   void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
@@ -118,15 +118,15 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  void check_cpu(const at::Tensor& t, const char* op) const {
+  void check_input(const at::Tensor& t, const char* op) const {
     check_collective_input(t, op);
-    ATSPEED_ENSURE(Distributed, t.device().is_cpu(), op, ": the mpi communicator takes CPU tensors (got ", t.device(),
-                   "); use dist.backend=nccl for CUDA tensors");
     ATSPEED_ENSURE(Distributed, t.numel() < (int64_t{1} << 31), op, ": tensor too large for one MPI call");
   }
-  // A contiguous tensor of an MPI-supported type holding t's values.
+  // A contiguous CPU tensor of an MPI-supported type holding t's values. Device tensors are staged
+  // through host memory: correct, and enough for tensor parallelism of several ranks on one GPU
+  // (NCCL cannot put two ranks on one device); NCCL is the fast path across GPUs.
   static at::Tensor staging(const at::Tensor& t) {
-    at::Tensor work = t.contiguous();
+    at::Tensor work = t.device().is_cpu() ? t.contiguous() : t.to(at::kCPU).contiguous();
     if (mpi_type(work.scalar_type()) == MPI_DATATYPE_NULL) {
       ATSPEED_ENSURE(Distributed, work.is_floating_point(), "mpi communicator: unsupported dtype ", t.scalar_type());
       work = work.to(at::kFloat);

@@ -1,6 +1,6 @@
 // Collective communication over the processes of a World, on tensors.
 //   Local: one process; collectives are identities (all_gather stacks the one input).
-//   Mpi:   OpenMPI on CPU tensors (bootstraps every multi-process run).
+//   Mpi:   OpenMPI (bootstraps every multi-process run); device tensors are staged through host memory.
 //   Nccl:  NCCL on CUDA tensors, its unique id broadcast over MPI (built only with CUDA).
 // Every rank of a communicator must call the same collectives in the same order with tensors of
 // the same shape and dtype; broadcast's receivers must pass a tensor of the right shape.

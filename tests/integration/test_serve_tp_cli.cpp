@@ -33,7 +33,7 @@ const std::string kMpiEnv =
     "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
     "OMPI_MCA_btl_vader_single_copy_mechanism=none ";
 
-std::string mpirun(int np) { return kMpiEnv + ATSPEED_MPIEXEC + " -np " + std::to_string(np) + " "; }
+std::string mpirun(int np) { return kMpiEnv + test::mpiexec(ATSPEED_MPIEXEC) + " -np " + std::to_string(np) + " "; }
 
 using test::post;
 using test::read_file;

@@ -25,19 +25,7 @@ namespace {
 
 using test::FakeScorer;
 
-// 4 levels x 256 codes (V = 1029). Items share prefixes (8 first codes, 5 second, 3 third), so the
-// trie has real fan-out at every level.
-ItemCatalog random_catalog(int64_t items = 600, uint64_t seed = 11) {
-  std::mt19937_64 g(seed);
-  std::set<std::vector<int32_t>> seen;
-  std::vector<int32_t> codes;
-  while (static_cast<int64_t>(seen.size()) < items) {
-    std::vector<int32_t> t = {static_cast<int32_t>(g() % 8), static_cast<int32_t>(g() % 5), static_cast<int32_t>(g() % 3),
-                              static_cast<int32_t>(g() % 256)};
-    if (seen.insert(t).second) codes.insert(codes.end(), t.begin(), t.end());
-  }
-  return ItemCatalog(Vocabulary(4, 256), codes);
-}
+using ::atspeed::test::random_catalog;
 
 // Log-softmax of pseudo-random logits keyed by the path; `noise` perturbs them with another stream
 // (a draft that agrees with the target only partly). noise < 0: an unrelated random model.
@@ -60,18 +48,7 @@ std::vector<float> path_row(const std::vector<int64_t>& path, int64_t vocab, dou
   return z;
 }
 
-std::vector<std::vector<int64_t>> prompts_for(int64_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t i = 0; i < n; ++i) {
-    std::vector<int64_t> p = {Vocabulary::kBos};
-    const int64_t len = 1 + static_cast<int64_t>(g() % 6);
-    for (int64_t j = 0; j < len; ++j) p.push_back(5 + static_cast<int64_t>(g() % 1024));
-    p.push_back(Vocabulary::kResp);
-    out.push_back(p);
-  }
-  return out;
-}
+using ::atspeed::test::prompts_for;
 
 void expect_same_beams(const std::vector<Beam>& got, const std::vector<Beam>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;

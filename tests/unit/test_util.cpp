@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 namespace atspeed::test {
@@ -37,8 +38,14 @@ CommandResult run_command(const std::string& command_line) {
 
 CommandResult run_atspeed(const std::string& args) { return run_command(std::string(ATSPEED_BIN) + " " + args); }
 
+std::string mpiexec(const std::string& built_with) {
+  const char* env = std::getenv("ATSPEED_MPIEXEC");
+  return env != nullptr && *env != '\0' ? env : built_with;
+}
+
 std::string shared_data_dir() {
-  const std::filesystem::path dir(ATSPEED_SHARED_DATA_DIR);
+  const char* env = std::getenv("ATSPEED_SHARED_DATA_DIR");  // the GPU kit's carried copy
+  const std::filesystem::path dir(env != nullptr ? env : ATSPEED_SHARED_DATA_DIR);
   return std::filesystem::exists(dir / "beauty") ? dir.string() : "";
 }
 
