@@ -39,10 +39,8 @@ def measure(name, vocab, context, ns, reps, dtype):
     cfg = hf_config(name, vocab)
     torch.manual_seed(0)
     t0 = time.time()
-    torch.set_default_dtype(dtype)
     with torch.device("cuda"):
-        model = LlamaForCausalLM(cfg).eval()
-    torch.set_default_dtype(torch.float32)
+        model = LlamaForCausalLM(cfg).to(dtype).eval()
     params = sum(p.numel() for p in model.parameters())
     print(f"{name}: {params / 1e6:.0f} M parameters, built in {time.time() - t0:.1f} s", flush=True)
     ctx = torch.randint(0, vocab, (1, context), device="cuda")

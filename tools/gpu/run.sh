@@ -71,7 +71,8 @@ cp -f "$kit/bin/atspeed" "$build/bin/"
 cp -f "$kit/bin/atspeed_tests" "$kit/bin/atspeed_mpi_tests" "$build/tests/"
 export ATSPEED_SHARED_DATA_DIR="$kit/shared/data/amazon"
 
-# Debian packages into a prefix (never into /).
+# Debian packages into a prefix (never into /). LD_LIBRARY_PATH below puts Debian's libssl and
+# libcurl before the image's: Python (torch's own RPATH finds its libraries) runs without it.
 prefix=/tmp/atspeed-prefix
 if [ ! -d "$prefix/usr" ]; then
   for d in "$kit"/debs/*.deb; do dpkg -x "$d" "$prefix"; done
@@ -81,7 +82,7 @@ lib="$prefix/usr/lib/x86_64-linux-gnu"
 [ -e "$lib/libz.so" ] || ln -sf "$(ldconfig -p | awk '/libz\.so\.1 /{print $NF; exit}')" "$lib/libz.so"
 if [ $dry = 1 ] && [ -n "${ATSPEED_PYTHON:-}" ]; then py="$ATSPEED_PYTHON"; else py="$(command -v python3)"; fi
 torch_dir="${ATSPEED_TORCH_DIR:-$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')}"
-export LD_LIBRARY_PATH="$torch_dir/lib:$torch_dir/../nvidia/nccl/lib:$torch_dir/../nvidia/cu13/lib:$lib:$lib/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$torch_dir/lib:$torch_dir/../nvidia/nccl/lib:$torch_dir/../nvidia/cu13/lib:$lib:$lib/openmpi/lib:$prefix/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$prefix/usr/bin:$PATH"
 # OpenMPI from the prefix (GPU.md): its install prefix, PMIx's, no ssh, root, more ranks than cores.
 export OPAL_PREFIX="$prefix/usr" PMIX_INSTALL_PREFIX="$lib/pmix2" OMPI_MCA_plm_rsh_agent=false
@@ -104,7 +105,7 @@ smoke() {
   set -x
   uname -a
   nvidia-smi || true
-  "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
+  env -u LD_LIBRARY_PATH "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
   missing=0
   for b in "$bin" "$build/tests/atspeed_tests" "$build/tests/atspeed_mpi_tests" "$ATSPEED_MPIEXEC"; do
     if ldd "$b" | grep "not found"; then echo "ldd: $b has unresolved libraries"; missing=1; fi
@@ -135,7 +136,7 @@ export root kit work bin build py dry device prefix lib torch_dir threads
 # timeout runs programs, not shell functions: hand the functions to a child bash.
 stage smoke 60 bash -c "$(declare -f smoke rebuild); smoke"
 # JSON first: what the machine is and whether the kit's binaries run, whatever happens next.
-"$py" - "$work" "$OUT/smoke.json" <<'EOF'
+env -u LD_LIBRARY_PATH "$py" - "$work" "$OUT/smoke.json" <<'EOF'
 import json, os, subprocess, sys
 work, out = sys.argv[1], sys.argv[2]
 def sh(c):
@@ -160,7 +161,7 @@ users=200
 for dt in float32 bfloat16; do
   stage "decode_$dt" 50 "$bin" bench decode --target "$kit/models/quickstart_target.h5" \
     --draft "$kit/models/quickstart_draft.h5" --users $users --ks 1 5 20 --batch-sizes 1 8 \
-    --methods target strict relaxed --json "$work/bench_decode_$dt.json" --plot none "${data[@]}" \
+    --methods target sampling strict relaxed --json "$work/bench_decode_$dt.json" --plot none "${data[@]}" \
     decode.device=$device decode.dtype=$dt run.threads=$threads run.out_dir="$work/decode_$dt"
 done
 shrink=()
@@ -173,7 +174,7 @@ for m in target_small quickstart_draft; do
 done
 
 # The paper's shapes (LLaMA-7B target, LLaMA-68M draft) through HF transformers, bf16.
-[ $dry = 0 ] && stage forward_cost 40 "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
+[ $dry = 0 ] && stage forward_cost 40 env -u LD_LIBRARY_PATH "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
 
 # --- table ---------------------------------------------------------------------------------------
 {
@@ -186,7 +187,7 @@ done
     echo "| $s | ${status[$s]:-not run} |"
   done
   echo
-  "$py" - "$work" <<'EOF'
+  env -u LD_LIBRARY_PATH "$py" - "$work" <<'EOF'
 import json, os, subprocess, sys, xml.etree.ElementTree as ET
 w = sys.argv[1]
 p = os.path.join(w, "bench_matmul.json")
