@@ -3,8 +3,8 @@
 
 Two sets, both resolved with this machine's apt (Debian 12):
   runtime  every package that owns a shared library the carried binaries load (`ldd` of atspeed and
-           the test binaries, and of OpenMPI's launcher, daemon and plugins), minus what the device
-           image provides itself (glibc, the GCC runtime, zlib) and what the torch wheel provides;
+           the test binaries, and of OpenMPI's launcher, daemon and plugins), minus glibc, the GCC
+           runtime and zlib (the image's own) and what the torch wheel provides;
   build    the -dev packages named in launch/deps.env and, following the first alternative of each
            Depends, the -dev packages and libraries they need to configure and link (the fallback
            build on the device), minus the toolchain, Fortran, InfiniBand/UCX and base packages.
@@ -90,6 +90,13 @@ def _dpkg_owner(path):
     return r.stdout.split(":")[0].strip()
 
 
+# The runtime closure is carried whole but for these: the C and C++ runtimes (the image's are newer,
+# and a Debian copy on LD_LIBRARY_PATH would break its own programs) and zlib (stable since 2005).
+# Everything else travels even when the image may have it: a minimal image lacked libunistring.so.2
+# (Ubuntu 24.04 ships .5), and Debian's copies are consistent with each other.
+RUNTIME_EXCLUDE = re.compile(r"^(libc6|libstdc\+\+6|libgcc-s1|zlib1g)$")
+
+
 def runtime_set(binaries, torch_lib):
     pkgs = set()
     for b in binaries:
@@ -99,7 +106,7 @@ def runtime_set(binaries, torch_lib):
             if not m or (torch_lib and m.group(1).startswith(torch_lib)):
                 continue
             owner = owner_of(m.group(1))
-            if owner and not EXCLUDE.match(owner):
+            if owner and not RUNTIME_EXCLUDE.match(owner):
                 pkgs.add(owner)
     return pkgs
 
