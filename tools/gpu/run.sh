@@ -32,7 +32,12 @@ log="$work/run.log"
 exec > >(tee -a "$log") 2>&1
 say() { echo "[gpu-run $(( $(date +%s) - start ))s] $*"; }
 declare -A status
-save() { tar czf "$OUT/results.tgz" -C "$work" . 2>/dev/null; cp "$log" "$OUT/run.log" 2>/dev/null; }
+# Checkpoints stay behind (the way back takes 16 MiB a file); the test log comes back on its own.
+save() {
+  tar czf "$OUT/results.tgz" --exclude='*.h5' -C "$work" . 2>/dev/null
+  cp "$log" "$OUT/run.log" 2>/dev/null
+  [ -f "$work/tests.log" ] && cp "$work/tests.log" "$OUT/tests.log"
+}
 # stage NAME SECONDS CMD...: runs CMD with a timeout, records ok/fail/timeout, saves results.
 stage() {
   local name=$1 limit=$2
