@@ -6,16 +6,6 @@
 
 namespace atspeed {
 
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
-  ATSPEED_CHECK(n >= 1, "uniform_below(0)");
-  // Reject the top partial block of 2^64 so every residue is equally likely.
-  const uint64_t limit = UINT64_MAX - (UINT64_MAX % n + 1) % n;
-  uint64_t x;
-  do x = rng();
-  while (x > limit);
-  return x % n;
-}
-
 uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
   uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(epoch) + 1);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

@@ -10,10 +10,9 @@
 #include <utility>
 #include <vector>
 
-namespace atspeed {
+#include "core/random.h"  // uniform_below
 
-// Uniform integer in [0, n) by rejection sampling (n >= 1).
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
+namespace atspeed {
 
 // Fisher–Yates in the order of Python's random.shuffle: for i = n-1 down to 1 swap v[i] with
 // v[uniform_below(i + 1)].

@@ -35,8 +35,6 @@ void validate_synth_options(const SynthOptions& o, const std::string& p, int64_t
 
 namespace {
 
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
 // `k` distinct values from [0, n), in random order.
 std::vector<int32_t> distinct_codes(std::mt19937_64& rng, int64_t n, int64_t k) {
   std::vector<int32_t> all(static_cast<size_t>(n));

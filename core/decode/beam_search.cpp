@@ -102,7 +102,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
   return out;
 }
 
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
 
 std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& lp_in,
                                          const Constraint& constraint, double temperature, int64_t top_k, int64_t k) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/decode/tree_scorer.h"
+#include "core/random.h"  // uniform01, used with these draws
 #include "core/model/llama.h"
 #include "core/vocab/constraint.h"
 
@@ -80,8 +81,6 @@ std::vector<double> warped_softmax(const std::vector<Candidate>& cands);
 // Draws up to n distinct indices from non-negative weights w without replacement, each draw
 // proportional to the remaining weight; never a zero entry (fewer than n when fewer are positive).
 std::vector<int64_t> draw_without_replacement(const std::vector<double>& w, int64_t n, std::mt19937_64& rng);
-// Uniform in [0, 1) with 53 random bits.
-double uniform01(std::mt19937_64& rng);
 
 // Ranking order of SPEC §9.2: score descending, then token tuple ascending.
 bool beam_before(const Beam& a, const Beam& b);
