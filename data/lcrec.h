@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/io/text_file.h"  // read_text_file, write_text_file_atomic (used with these formats)
 #include "core/vocab/item_catalog.h"
 
 namespace atspeed {
@@ -30,9 +31,5 @@ UserSequences read_split_file(const std::string& path, int64_t num_items);
 // Writes the format back (1-based ids, a bare uid for an empty sequence), atomically.
 void write_split_file(const std::string& path, const UserSequences& users);
 
-// Reads a whole file into a string; Error(Data) when it cannot be opened.
-std::string read_text_file(const std::string& path);
-// Writes `path` via a temporary file and a rename, so readers never see half a file.
-void write_text_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace atspeed

@@ -1,13 +1,17 @@
 // `atspeed bench decode`: latency of the decoding methods on test users, measured interleaved in one
-// run (SPEC §5.2, §9.10): the tree-attention target beam search and target beam sampling (the
-// baselines), the naive per-beam-cache beam search (what HF generate does), AtSpeed-S (strict) and
-// AtSpeed-R (relaxed), plus AtSpeed-S with N and gamma picked per K by calibration. For every K and
-// batch size: median and p90 latency per request, speedup (mean of per-request ratios and ratio of
-// totals, each against its own baseline), accepted levels per round, target forwards per request,
-// Recall@K / NDCG@K, and for strict the share identical to target beam search and the near-tie
-// flips (SPEC §9.2). Before that, a cost model: each model's forward time against the number of new
-// tokens, and the ideal speedup if every drafted level were accepted. Prints tables, writes JSON
-// and (with python3 + matplotlib) a PNG plot.
+// run (SPEC §5.2, §9.10): target beam search and target beam sampling (the baselines), the naive
+// per-beam-cache beam search (what HF generate does), AtSpeed-S (strict), AtSpeed-R (relaxed) and
+// `auto` (per K the planner's choice among the exact methods, core/decode/planner.h). For every K
+// and batch size: median and p90 latency per request, speedup (mean of per-request ratios and ratio
+// of totals, each against its own baseline), accepted levels per round, target forwards per request,
+// Recall@K / NDCG@K, and for the exact methods the share identical to target beam search and the
+// near-tie flips (core/metrics/agreement.h). Before that, the cost model (core/decode/cost_model.h)
+// and the ideal speedup if every drafted level were accepted. Prints tables, writes JSON and (with
+// python3 + matplotlib) a PNG plot.
+//
+// A method configuration is identified by its full settings (kind, N, gamma): a configuration named
+// twice (--draft-widths 0 5 at K = 5) runs once, and every result is kept by its configuration's
+// index, never by its display name, so results cannot be paired with another run's users.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -15,32 +19,32 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <set>
 
 #include "core/config.h"
 #include "core/config_types.h"
 #include "core/decode/beam_search.h"
+#include "core/decode/cost_model.h"
 #include "core/decode/decode_config.h"
-#include "core/decode/speculative.h"
+#include "core/decode/planner.h"
+#include "core/decode/runner.h"
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
+#include "core/io/text_file.h"
+#include "core/metrics/agreement.h"
 #include "core/metrics/metrics.h"
 #include "core/progress.h"
 #include "core/vocab/constraint.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
-#include "data/lcrec.h"
-#include "data/sampler.h"
+#include "data/evaluation.h"
 #include "data/samples.h"
 #include "launch/commands.h"
 #include "launch/model_loading.h"
@@ -50,38 +54,68 @@ namespace fs = std::filesystem;
 namespace atspeed::launch {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 struct BenchDecodeOptions {
   std::string target, draft;
   std::vector<int64_t> ks{1, 3, 5, 10, 20};
   int64_t users = 200;                       // test users (seeded sample); 0 = all
   std::vector<int64_t> batch_sizes{1, 8};
-  std::vector<std::string> methods{"target", "sampling", "naive", "strict", "relaxed", "adaptive"};
+  std::vector<std::string> methods{"target", "sampling", "naive", "strict", "relaxed", "auto"};
   std::vector<int64_t> draft_widths;         // strict runs once per N; 0 means N = K; default decode.draft_width
-  int64_t calib_users = 16;                  // validation users for the adaptive choice
+  int64_t calib_users = 0;                   // validation users for auto; 0 = decode.auto.calib_users
   int64_t naive_max_k = 20;                  // the naive baseline is slow: skip it above this K
   std::string json, plot;
   std::vector<std::string> overrides;
+
+  // Error(Usage) naming the option: empty lists, values out of range, a value listed twice.
+  void validate() const;
 };
+
+template <typename T>
+void ensure_distinct(const std::vector<T>& v, const char* option) {
+  std::set<T> seen;
+  for (const auto& x : v) {
+    ATSPEED_ENSURE(Usage, seen.insert(x).second, option, " lists ", x, " twice");
+  }
+}
+
+void BenchDecodeOptions::validate() const {
+  ATSPEED_ENSURE(Usage, !target.empty(), "bench decode needs --target CKPT (a train-target checkpoint)");
+  ATSPEED_ENSURE(Usage, !ks.empty() && std::all_of(ks.begin(), ks.end(), [](int64_t k) { return k >= 1; }),
+                 "--ks: list of beam widths >= 1");
+  ATSPEED_ENSURE(Usage, !batch_sizes.empty() && std::all_of(batch_sizes.begin(), batch_sizes.end(), [](int64_t b) { return b >= 1; }),
+                 "--batch-sizes: list of sizes >= 1");
+  ATSPEED_ENSURE(Usage, std::all_of(draft_widths.begin(), draft_widths.end(), [](int64_t n) { return n >= 0; }),
+                 "--draft-widths: list of widths >= 0 (0 = N = K)");
+  ATSPEED_ENSURE(Usage, users >= 0, "--users must be >= 0 (0 = all)");
+  ATSPEED_ENSURE(Usage, calib_users >= 0, "--calib-users must be >= 0");
+  const std::set<std::string> known{"target", "sampling", "naive", "strict", "relaxed", "auto"};
+  for (const auto& m : methods) {
+    ATSPEED_ENSURE(Usage, known.count(m), "--methods: unknown method '", m, "' (known: target sampling naive strict relaxed auto)");
+  }
+  ensure_distinct(ks, "--ks");
+  ensure_distinct(batch_sizes, "--batch-sizes");
+  ensure_distinct(draft_widths, "--draft-widths");
+  ensure_distinct(methods, "--methods");
+  const bool needs_draft = std::any_of(methods.begin(), methods.end(), [](const std::string& m) {
+    return m == "strict" || m == "relaxed" || m == "auto";
+  });
+  ATSPEED_ENSURE(Usage, !needs_draft || !draft.empty(), "methods strict/relaxed/auto need --draft CKPT");
+}
 
 // One method's outcome for one request.
 struct Row {
-  double latency = 0;        // seconds (batch wall time: requests of a batch finish together)
-  double share = 0;          // latency / requests in the batch: the request's share of the total time
-  std::vector<decode::Beam> beams;
-  int64_t target_forwards = 0, draft_forwards = 0, rounds = 0;
-  double accepted_levels = 0;  // mean over rounds (speculative only)
-  int64_t accepted_sum = 0;
-  float min_boundary_gap = std::numeric_limits<float>::infinity();  // target beam search only (SearchStats)
+  double latency = 0;  // seconds (batch wall time: requests of a batch finish together)
+  double share = 0;    // latency / requests in the batch: the request's share of the total time
+  decode::RunOutput out;
 };
 
+// A method configuration: its identity is (kind, n, gamma, sample); name is for display only.
 struct MethodSpec {
-  std::string name;      // display name, e.g. "strict(N=40)"
+  std::string name;      // e.g. "strict(N=40)", "auto(target)"
   std::string kind;      // target | sampling | naive | strict | relaxed
   int64_t n = 0, gamma = 0;
-  std::string baseline;  // the method it is compared with
+  std::string baseline;  // target | sampling: the configuration it is compared with
+  bool same_config(const MethodSpec& o) const { return kind == o.kind && n == o.n && gamma == o.gamma; }
 };
 
 double percentile(std::vector<double> v, double q) {
@@ -92,87 +126,25 @@ double percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-// Same items in the same order: identical. Otherwise a near-tie flip (SPEC §9.2) when the two score
-// sequences agree position by position within 1e-4 (a swap of near-equal scores), or when target
-// beam search itself had a pair of candidates within 1e-4 at the boundary of its K kept beams at some
-// level (`target_gap`, SearchStats::min_boundary_gap): keeping the other one of that pair changes
-// every later level, so the lists may then differ anywhere after it (a cascade). Else a mismatch.
-enum class Agreement { Identical, NearTie, NearTieCascade, Mismatch };
-Agreement compare_lists(const std::vector<decode::Beam>& a, const std::vector<decode::Beam>& b, float target_gap) {
-  bool same = a.size() == b.size();
-  for (size_t i = 0; same && i < a.size(); ++i) same = a[i].tokens == b[i].tokens;
-  if (same) return Agreement::Identical;
-  bool close = a.size() == b.size();
-  for (size_t i = 0; close && i < a.size(); ++i) close = std::abs(a[i].score - b[i].score) < 1e-4f;
-  if (close) return Agreement::NearTie;
-  return target_gap < 1e-4f ? Agreement::NearTieCascade : Agreement::Mismatch;
-}
-
-// Median time of `fn` over `reps` runs after one warm-up.
-template <typename Fn>
-double time_of(Fn&& fn, int reps = 3) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    fn();
-    t.push_back(since(t0));
+// Adds `spec` unless a configuration with the same settings is there already (its name then stays).
+void add_spec(std::vector<MethodSpec>& specs, MethodSpec spec) {
+  for (const auto& s : specs) {
+    if (s.same_config(spec)) return;
   }
-  return percentile(t, 0.5);
+  specs.push_back(std::move(spec));
 }
-
-// Forward time of a scorer against new tokens n (a star of n nodes under the prompt), batch 1.
-struct CostCurve {
-  double prefill = 0;      // seconds for the prompt
-  double a = 0, b = 0;     // extend(n) ~ a + b n seconds
-  std::vector<std::pair<int64_t, double>> points;
-};
-CostCurve measure_cost(decode::TreeScorer& scorer, const std::vector<int64_t>& prompt, const std::vector<int64_t>& ns) {
-  CostCurve c;
-  c.prefill = time_of([&] { scorer.prefill({prompt}); });
-  const int64_t base = scorer.length();
-  const int64_t root = static_cast<int64_t>(prompt.size()) - 1;
-  for (int64_t n : ns) {
-    at::Tensor tokens = at::full({1, n}, 5, at::kLong);
-    at::Tensor parents = at::full({1, n}, root, at::kLong);
-    const double t = time_of([&] {
-      scorer.extend(tokens, parents);
-      scorer.truncate(base);
-    });
-    c.points.emplace_back(n, t);
-  }
-  // Least squares t = a + b n.
-  double sn = 0, st = 0, snn = 0, snt = 0;
-  const double m = static_cast<double>(c.points.size());
-  for (const auto& [n, t] : c.points) {
-    sn += static_cast<double>(n);
-    st += t;
-    snn += static_cast<double>(n * n);
-    snt += static_cast<double>(n) * t;
-  }
-  c.b = (m * snt - sn * st) / std::max(1e-12, m * snn - sn * sn);
-  c.a = (st - c.b * sn) / m;
-  return c;
-}
-double cost_at(const CostCurve& c, int64_t n) { return std::max(0.0, c.a + c.b * static_cast<double>(n)); }
 
 void run_bench_decode(BenchDecodeOptions o) {
-  ATSPEED_ENSURE(Usage, !o.target.empty(), "bench decode needs --target CKPT (a train-target checkpoint)");
+  o.validate();
   const Config config = load_config(o.overrides);
   const auto run = read_section<RunConfig>(config, "run");
   auto data = read_section<DataConfig>(config, "data");
   const auto dec = read_section<DecodeConfig>(config, "decode");
-  ATSPEED_ENSURE(Usage, !o.ks.empty() && std::all_of(o.ks.begin(), o.ks.end(), [](int64_t k) { return k >= 1; }),
-                 "--ks: list of beam widths >= 1");
-  ATSPEED_ENSURE(Usage, !o.batch_sizes.empty() && std::all_of(o.batch_sizes.begin(), o.batch_sizes.end(), [](int64_t b) { return b >= 1; }),
-                 "--batch-sizes: list of sizes >= 1");
-  const std::set<std::string> known{"target", "sampling", "naive", "strict", "relaxed", "adaptive"};
-  for (const auto& m : o.methods) ATSPEED_ENSURE(Usage, known.count(m), "--methods: unknown method '", m, "' (known: target sampling naive strict relaxed adaptive)");
-  const bool needs_draft = std::any_of(o.methods.begin(), o.methods.end(), [](const std::string& m) {
-    return m == "strict" || m == "relaxed" || m == "adaptive";
-  });
-  ATSPEED_ENSURE(Usage, !needs_draft || !o.draft.empty(), "methods strict/relaxed/adaptive need --draft CKPT");
   if (o.draft_widths.empty()) o.draft_widths = {dec.draft_width};
+  const bool needs_draft = std::any_of(o.methods.begin(), o.methods.end(), [](const std::string& m) {
+    return m == "strict" || m == "relaxed" || m == "auto";
+  });
+  const bool run_auto = std::find(o.methods.begin(), o.methods.end(), "auto") != o.methods.end();
 
   const CheckpointReader target_reader(o.target);
   std::unique_ptr<CheckpointReader> draft_reader;
@@ -183,260 +155,230 @@ void run_bench_decode(BenchDecodeOptions o) {
   model::LlamaModel target_model = load_model_for(target_reader, ds, device, "target", dec.dtype);
   model::LlamaModel draft_model{nullptr};
   if (draft_reader) draft_model = load_model_for(*draft_reader, ds, device, "draft", dec.dtype);
+  if (draft_model) warn_if_draft_larger(*target_model, *draft_model, o.target, o.draft);
   const PromptFormat format(ds.catalog, data.sep_token);
   const auto constraint = make_constraint(data.constraint, *ds.catalog);
-
-  // Users: a seeded sample of the test split (all with --users 0), in a fixed order.
-  std::vector<Sample> samples = make_test_samples(ds, data.history_len);
-  if (o.users > 0 && static_cast<int64_t>(samples.size()) > o.users) {
-    std::mt19937_64 rng(static_cast<uint64_t>(run.seed));
-    seeded_shuffle(samples, rng);
-    samples.resize(static_cast<size_t>(o.users));
-    std::sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.user < b.user; });
-  }
-  ATSPEED_ENSURE(Data, !samples.empty(), "no test users in ", ds.dir);
-  std::vector<std::vector<int64_t>> truth(samples.size());
-  for (size_t u = 0; u < samples.size(); ++u) {
-    for (int64_t item : samples[u].targets) truth[u].push_back(ds.catalog->tuple_of_item(item));
-  }
+  const EvalUsers users = make_eval_users(ds, format, "test", data.history_len, o.users,
+                                          static_cast<uint64_t>(run.seed), dec.seed);
 
   decode::LlamaTreeScorer target_scorer(target_model);
   std::unique_ptr<decode::LlamaTreeScorer> draft_scorer;
   if (draft_model) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(draft_model);
+  decode::TreeScorer* draft_ptr = draft_scorer.get();
 
   nlohmann::json out;
   out["dataset"] = ds.name;
   out["target"] = o.target;
   out["draft"] = o.draft;
-  out["users"] = samples.size();
+  out["users"] = users.size();
   out["constraint"] = constraint->name();
   out["device"] = device.str();
+  out["dtype"] = dec.dtype;
   out["threads"] = at::get_num_threads();
   out["ks"] = o.ks;
   out["batch_sizes"] = o.batch_sizes;
-  std::cout << fmt::format("bench decode: {} test users of {}, constraint {}, device {}, {} threads\n", samples.size(),
+  std::cout << fmt::format("bench decode: {} test users of {}, constraint {}, device {}, {} threads\n", users.size(),
                            ds.name, constraint->name(), device.str(), at::get_num_threads());
+  torch::NoGradGuard no_grad;
 
-  // ---- Cost model (batch 1, a prompt of the users' mean length).
-  double mean_len = 0;
-  for (const auto& s : samples) mean_len += static_cast<double>(format.prompt(s.history).size());
-  mean_len /= static_cast<double>(samples.size());
-  const Sample* typical = &samples[0];
-  for (const auto& s : samples) {
-    if (std::abs(static_cast<double>(format.prompt(s.history).size()) - mean_len) <
-        std::abs(static_cast<double>(format.prompt(typical->history).size()) - mean_len)) {
-      typical = &s;
-    }
-  }
-  const std::vector<int64_t> typical_prompt = format.prompt(typical->history);
+  // ---- Cost model (batch 1, the prompt of typical length).
+  const std::vector<int64_t> prompt = decode::typical_prompt(users.prompts);
   const int64_t max_n = *std::max_element(o.draft_widths.begin(), o.draft_widths.end());
   const int64_t max_k = *std::max_element(o.ks.begin(), o.ks.end());
-  std::vector<int64_t> ns{1, 5, 10, 20, 40, 80, 120};
-  ns.push_back(3 * std::max(max_n, max_k));
-  std::sort(ns.begin(), ns.end());
-  ns.erase(std::unique(ns.begin(), ns.end()), ns.end());
-  torch::NoGradGuard no_grad;
-  const CostCurve target_cost = measure_cost(target_scorer, typical_prompt, ns);
-  CostCurve draft_cost;
-  if (draft_scorer) draft_cost = measure_cost(*draft_scorer, typical_prompt, ns);
-  std::cout << fmt::format("\ncost model (prompt {} tokens, batch 1): forward ms against new tokens n\n", typical_prompt.size());
-  std::cout << fmt::format("{:>6} {:>10} {:>10}\n", "n", "target", "draft");
-  nlohmann::json cost = {{"prompt_tokens", typical_prompt.size()}, {"points", nlohmann::json::array()}};
-  for (size_t i = 0; i < ns.size(); ++i) {
-    const double td = draft_scorer ? draft_cost.points[i].second : 0.0;
-    std::cout << fmt::format("{:>6} {:>10.3f} {:>10.3f}\n", ns[i], target_cost.points[i].second * 1e3, td * 1e3);
-    cost["points"].push_back({{"n", ns[i]}, {"target_s", target_cost.points[i].second}, {"draft_s", td}});
+  decode::CostOptions co;
+  co.ns.push_back(3 * std::max(max_n, max_k));
+  std::sort(co.ns.begin(), co.ns.end());
+  co.ns.erase(std::unique(co.ns.begin(), co.ns.end()), co.ns.end());
+  decode::CostModel cost;
+  cost.target = decode::measure_cost(target_scorer, prompt, co);
+  if (draft_ptr) cost.draft = decode::measure_cost(*draft_ptr, prompt, co);
+  std::cout << fmt::format("\ncost model (prompt {} tokens, batch 1): forward ms against new tokens n (median [IQR] of {})\n",
+                           prompt.size(), co.reps);
+  std::cout << fmt::format("{:>6} {:>24} {:>24}\n", "n", "target", "draft");
+  auto cell = [](const decode::CostPoint& p) {
+    return fmt::format("{:.3f} [{:.3f}-{:.3f}]", p.median_s * 1e3, p.q1_s * 1e3, p.q3_s * 1e3);
+  };
+  nlohmann::json cost_json = {{"prompt_tokens", prompt.size()}, {"points", nlohmann::json::array()}};
+  for (size_t i = 0; i < co.ns.size(); ++i) {
+    const decode::CostPoint& t = cost.target.points[i];
+    const decode::CostPoint d = cost.has_draft() ? cost.draft.points[i] : decode::CostPoint{};
+    std::cout << fmt::format("{:>6} {:>24} {:>24}\n", co.ns[i], cell(t), cost.has_draft() ? cell(d) : "-");
+    cost_json["points"].push_back({{"n", co.ns[i]}, {"target_s", t.median_s}, {"draft_s", d.median_s},
+                                   {"target_q1_s", t.q1_s}, {"target_q3_s", t.q3_s}, {"draft_q1_s", d.q1_s},
+                                   {"draft_q3_s", d.q3_s}});
   }
   std::cout << fmt::format("prefill ms: target {:.3f}, draft {:.3f}; fit extend(n) = a + b n: target {:.3f} + {:.4f} n ms, draft {:.3f} + {:.4f} n ms\n",
-                           target_cost.prefill * 1e3, draft_cost.prefill * 1e3, target_cost.a * 1e3,
-                           target_cost.b * 1e3, draft_cost.a * 1e3, draft_cost.b * 1e3);
-  cost["target"] = {{"prefill_s", target_cost.prefill}, {"a_s", target_cost.a}, {"b_s", target_cost.b}};
-  cost["draft"] = {{"prefill_s", draft_cost.prefill}, {"a_s", draft_cost.a}, {"b_s", draft_cost.b}};
+                           cost.target.prefill_s * 1e3, cost.draft.prefill_s * 1e3, cost.target.a_s * 1e3,
+                           cost.target.b_s * 1e3, cost.draft.a_s * 1e3, cost.draft.b_s * 1e3);
+  cost_json["target"] = {{"prefill_s", cost.target.prefill_s}, {"a_s", cost.target.a_s}, {"b_s", cost.target.b_s}};
+  cost_json["draft"] = {{"prefill_s", cost.draft.prefill_s}, {"a_s", cost.draft.a_s}, {"b_s", cost.draft.b_s}};
   // Ideal: every drafted level accepted in round 1 (d = 3 of 4 levels): draft prefill + 2 draft
   // steps of N nodes + one target forward over the prompt and 3N nodes (prefill + extend(3N) less
   // the extend's fixed cost a, paid once), against target prefill + 3 steps of K.
   nlohmann::json ideal = nlohmann::json::array();
-  if (draft_scorer) {
+  if (cost.has_draft()) {
     std::cout << "ideal speedup if every level were accepted (cost model):\n";
     for (int64_t k : o.ks) {
-      const int64_t n = std::max(k, o.draft_widths[0] == 0 ? k : o.draft_widths[0]);
-      const double base = target_cost.prefill + 3 * cost_at(target_cost, k);
-      const double spec = draft_cost.prefill + 2 * cost_at(draft_cost, n) + target_cost.prefill + cost_at(target_cost, 3 * n) - target_cost.a;
+      const int64_t n = decode::effective_draft_width(o.draft_widths[0], k);
+      const double base = cost.target.prefill_s + 3 * cost.target.extend_s(k);
+      const double spec = cost.draft.prefill_s + 2 * cost.draft.extend_s(n) + cost.target.prefill_s +
+                          cost.target.extend_s(3 * n) - cost.target.a_s;
       std::cout << fmt::format("  K={:<3} N={:<3} {:.2f}x\n", k, n, base / spec);
       ideal.push_back({{"k", k}, {"n", n}, {"ideal_speedup", base / spec}, {"baseline_s", base}, {"speculative_s", spec}});
     }
   }
-  cost["ideal"] = ideal;
-  out["cost_model"] = cost;
+  cost_json["ideal"] = ideal;
+  out["cost_model"] = cost_json;
 
-  // ---- Adaptive: per K, the (N, gamma) with the lowest measured mean latency on validation users.
-  std::map<int64_t, std::pair<int64_t, int64_t>> adaptive;
-  nlohmann::json adaptive_json = nlohmann::json::array();
-  if (std::find(o.methods.begin(), o.methods.end(), "adaptive") != o.methods.end()) {
-    std::vector<Sample> calib = make_valid_samples(ds, data.history_len);
-    if (static_cast<int64_t>(calib.size()) > o.calib_users) calib.resize(static_cast<size_t>(o.calib_users));
-    std::vector<std::vector<int64_t>> prompts;
-    for (const auto& s : calib) prompts.push_back(format.prompt(s.history));
-    std::cout << "\nadaptive drafting: calibrating N and gamma per K on " << calib.size() << " validation users\n";
-    for (int64_t k : o.ks) {
-      std::vector<int64_t> n_grid{k, 2 * k, 4 * k, 40};
-      std::sort(n_grid.begin(), n_grid.end());
-      n_grid.erase(std::unique(n_grid.begin(), n_grid.end()), n_grid.end());
-      n_grid.erase(std::remove_if(n_grid.begin(), n_grid.end(), [&](int64_t n) { return n < k || n > std::max<int64_t>(40, k); }), n_grid.end());
-      double best = 1e30;
-      int64_t best_n = k, best_g = 1;
-      for (int64_t n : n_grid) {
-        for (int64_t g : {1, 2, 3}) {
-          decode::SpeculativeOptions so = dec.speculative_options(k);
-          so.verification = decode::Verification::Strict;
-          so.draft_width = n;
-          so.gamma = g;
-          decode::SpeculativeBeamSearch spec(target_scorer, *draft_scorer, *constraint, so);
-          double total = 0;
-          for (const auto& p : prompts) {
-            const auto t0 = Clock::now();
-            spec.run({p});
-            total += since(t0);
-          }
-          if (total < best) {
-            best = total;
-            best_n = n;
-            best_g = g;
-          }
-        }
+  // ---- auto: one plan per batch size (a plan is only valid for the batch size it was made for).
+  std::map<int64_t, decode::Plan> plans;
+  nlohmann::json auto_json = nlohmann::json::array();
+  if (run_auto) {
+    decode::AutoOptions ao = dec.auto_plan;
+    ao.planner.ks = o.ks;
+    if (o.calib_users > 0) ao.calib_users = o.calib_users;
+    const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
+    std::cout << fmt::format("\nauto: planning K = {} on {} validation users\n", fmt::join(o.ks, ","), calib.size());
+    for (int64_t bs : o.batch_sizes) {
+      const auto key = decode::PlanKey::of(o.target, o.draft, device.str(), dec.dtype, constraint->name(),
+                                           at::get_num_threads(), bs, static_cast<int64_t>(calib.size()), ao.planner);
+      bool from_cache = false;
+      plans[bs] = decode::load_or_make_plan(target_scorer, *draft_ptr, *constraint, calib.prompts, ao, key,
+                                            dec.run_settings(decode::DecodeMode::Strict, 0), &from_cache);
+      for (const auto& c : plans[bs].choices) {
+        std::cout << fmt::format("  batch {} K={:<3} {}  (predicted ms/request: target {:.3f}, strict N={} gamma={} {:.3f})\n",
+                                 bs, c.k, c.mode.is_strict() ? fmt::format("strict N={} gamma={}", c.draft_width, c.gamma)
+                                                             : std::string("target beam search"),
+                                 c.target_s * 1e3, c.best_draft_width, c.best_gamma, c.strict_s * 1e3);
+        auto_json.push_back({{"batch_size", bs}, {"k", c.k}, {"mode", c.mode.name()}, {"n", c.draft_width},
+                             {"gamma", c.gamma}, {"predicted_target_ms", c.target_s * 1e3},
+                             {"predicted_strict_ms", c.strict_s * 1e3}, {"best_n", c.best_draft_width},
+                             {"best_gamma", c.best_gamma}, {"min_speedup", ao.planner.min_speedup},
+                             {"from_cache", from_cache}});
       }
-      // Plain target beam search on the same users, to know whether speculation pays at all.
-      decode::TargetBeamSearch plain(target_scorer, *constraint, dec.search_options(k));
-      double plain_total = 0;
-      for (const auto& p : prompts) {
-        const auto t0 = Clock::now();
-        plain.run({p});
-        plain_total += since(t0);
-      }
-      // Speculation that does not pay on the calibration users falls back to target beam search
-      // (N = gamma = 0), which is always a valid choice and gives the same items.
-      const bool fallback = plain_total <= best;
-      if (fallback) best_n = best_g = 0;
-      adaptive[k] = {best_n, best_g};
-      std::cout << fmt::format("  K={:<3} {}  (best speculative {:.2f} ms/request; target beam search {:.2f})\n", k,
-                               fallback ? std::string("target beam search") : fmt::format("N={:<3} gamma={}", best_n, best_g),
-                               best / static_cast<double>(prompts.size()) * 1e3,
-                               plain_total / static_cast<double>(prompts.size()) * 1e3);
-      adaptive_json.push_back({{"k", k}, {"n", best_n}, {"gamma", best_g}, {"fallback_to_target", fallback},
-                               {"calib_ms", best / static_cast<double>(prompts.size()) * 1e3},
-                               {"calib_target_ms", plain_total / static_cast<double>(prompts.size()) * 1e3}});
     }
   }
-  out["adaptive"] = adaptive_json;
+  out["auto"] = auto_json;
 
   // ---- The interleaved runs.
   nlohmann::json results = nlohmann::json::array();
-  const int64_t total_work = static_cast<int64_t>(o.ks.size() * o.batch_sizes.size() * samples.size());
+  const int64_t total_work = static_cast<int64_t>(o.ks.size() * o.batch_sizes.size() * users.size());
   ProgressBar bar("bench", total_work, stderr);
   int64_t work = 0;
   for (int64_t k : o.ks) {
-    std::vector<MethodSpec> specs;
-    for (const auto& m : o.methods) {
-      if (m == "target") specs.push_back({"target", "target", 0, 0, "target"});
-      if (m == "sampling") specs.push_back({"sampling", "sampling", 0, 0, "sampling"});
-      if (m == "naive" && k <= o.naive_max_k) specs.push_back({"naive", "naive", 0, 0, "target"});
-      if (m == "strict") {
-        for (int64_t n : o.draft_widths) {
-          const int64_t nn = n == 0 ? k : std::max(n, k);
-          specs.push_back({fmt::format("strict(N={})", nn), "strict", nn, dec.gamma, "target"});
-        }
-      }
-      if (m == "relaxed") specs.push_back({fmt::format("relaxed(N={})", std::max(dec.draft_width, k)), "relaxed", std::max(dec.draft_width, k), dec.gamma, "sampling"});
-      if (m == "adaptive" && adaptive.count(k)) {
-        if (adaptive[k].first == 0)
-          specs.push_back({"adaptive(target)", "target", 0, 0, "target"});
-        else
-          specs.push_back({fmt::format("adaptive(N={},g={})", adaptive[k].first, adaptive[k].second), "strict", adaptive[k].first, adaptive[k].second, "target"});
-      }
-    }
     for (int64_t bs : o.batch_sizes) {
-      std::map<std::string, std::vector<Row>> rows;
-      for (size_t begin = 0; begin < samples.size(); begin += static_cast<size_t>(bs)) {
-        const size_t end = std::min(samples.size(), begin + static_cast<size_t>(bs));
-        std::vector<std::vector<int64_t>> prompts;
-        std::vector<uint64_t> seeds;
-        for (size_t u = begin; u < end; ++u) {
-          prompts.push_back(format.prompt(samples[u].history));
-          seeds.push_back(static_cast<uint64_t>(dec.seed + samples[u].user));
+      std::vector<MethodSpec> specs;
+      for (const auto& m : o.methods) {
+        if (m == "target") add_spec(specs, {"target", "target", 0, 0, "target"});
+        if (m == "sampling") add_spec(specs, {"sampling", "sampling", 0, 0, "sampling"});
+        if (m == "naive" && k <= o.naive_max_k) add_spec(specs, {"naive", "naive", 0, 0, "target"});
+        if (m == "strict") {
+          for (int64_t n : o.draft_widths) {
+            const int64_t nn = decode::effective_draft_width(n, k);
+            add_spec(specs, {fmt::format("strict(N={})", nn), "strict", nn, dec.gamma, "target"});
+          }
         }
-        for (const auto& spec : specs) {  // interleaved: every method on this batch before the next batch
-          auto& list = rows[spec.name];
-          const auto t0 = Clock::now();
-          if (spec.kind == "target" || spec.kind == "sampling") {
-            decode::SearchOptions so = dec.search_options(k);
-            so.sample = spec.kind == "sampling";
-            decode::TargetBeamSearch search(target_scorer, *constraint, so);
-            const auto res = search.run(prompts, seeds);
-            const double t = since(t0);
-            for (const auto& r : res)
-              list.push_back({t, t / static_cast<double>(res.size()), r.beams, r.stats.forward_calls, 0, 0, 0, 0,
-                              r.stats.min_boundary_gap});
-          } else if (spec.kind == "naive") {
-            decode::NaiveBeamSearch search(target_model, *constraint, dec.search_options(k));
-            const auto res = search.run(prompts, seeds);
-            const double t = since(t0);
-            for (const auto& r : res) list.push_back({t, t / static_cast<double>(res.size()), r.beams, r.stats.forward_calls, 0, 0, 0, 0});
-          } else {
-            decode::SpeculativeOptions so = dec.speculative_options(k);
-            so.verification = spec.kind == "strict" ? decode::Verification::Strict : decode::Verification::Relaxed;
-            so.draft_width = spec.n;
-            so.gamma = spec.gamma;
-            decode::SpeculativeBeamSearch search(target_scorer, *draft_scorer, *constraint, so);
-            const auto res = search.run(prompts, seeds);
-            const double t = since(t0);
-            for (const auto& r : res) {
-              int64_t acc = 0;
-              for (int64_t m : r.stats.accepted_levels) acc += m;
-              list.push_back({t, t / static_cast<double>(res.size()), r.beams, r.stats.target_calls, r.stats.draft_calls, r.stats.rounds,
-                              r.stats.mean_accepted_levels(), acc});
+        if (m == "relaxed") {
+          const int64_t nn = decode::effective_draft_width(dec.draft_width, k);
+          add_spec(specs, {fmt::format("relaxed(N={})", nn), "relaxed", nn, dec.gamma, "sampling"});
+        }
+      }
+      // auto runs as its own configuration even when it equals another one, so it is timed from its
+      // own interleaved runs.
+      std::optional<size_t> auto_index;
+      if (run_auto) {
+        const decode::PlanChoice c = plans.at(bs).choose(k);
+        auto_index = specs.size();
+        if (c.mode.is_strict()) {
+          specs.push_back({fmt::format("auto(N={},g={})", c.draft_width, c.gamma), "strict", c.draft_width, c.gamma, "target"});
+        } else {
+          specs.push_back({"auto(target)", "target", 0, 0, "target"});
+        }
+      }
+      auto index_of = [&](const std::string& kind) -> std::optional<size_t> {
+        for (size_t i = 0; i < specs.size(); ++i) {
+          if (specs[i].kind == kind && specs[i].n == 0 && (!auto_index || i != *auto_index)) return i;
+        }
+        return std::nullopt;
+      };
+      std::vector<std::vector<Row>> rows(specs.size());
+      for (size_t begin = 0; begin < users.size(); begin += static_cast<size_t>(bs)) {
+        const size_t end = std::min(users.size(), begin + static_cast<size_t>(bs));
+        const std::vector<std::vector<int64_t>> prompts(users.prompts.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                        users.prompts.begin() + static_cast<std::ptrdiff_t>(end));
+        const std::vector<uint64_t> seeds(users.seeds.begin() + static_cast<std::ptrdiff_t>(begin),
+                                          users.seeds.begin() + static_cast<std::ptrdiff_t>(end));
+        for (size_t si = 0; si < specs.size(); ++si) {  // interleaved: every method on this batch before the next
+          const MethodSpec& spec = specs[si];
+          std::vector<decode::RunOutput> res;
+          if (spec.kind == "naive") {
+            const auto t0 = std::chrono::steady_clock::now();
+            const auto naive = decode::NaiveBeamSearch(target_model, *constraint, dec.search_options(k)).run(prompts, seeds);
+            const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            for (const auto& r : naive) {
+              decode::RunOutput ro;
+              ro.beams = r.beams;
+              ro.target_forwards = r.stats.forward_calls;
+              ro.seconds = t;
+              res.push_back(std::move(ro));
             }
+          } else {
+            decode::RunSettings s = dec.run_settings(spec.kind == "sampling" ? decode::DecodeMode::Target
+                                                                             : *decode::DecodeMode::from_name(spec.kind), k);
+            s.sample = spec.kind == "sampling";
+            if (spec.n > 0) s.draft_width = spec.n;
+            if (spec.gamma > 0) s.gamma = spec.gamma;
+            res = decode::run_batch(target_scorer, draft_ptr, *constraint, s, prompts, seeds);
+          }
+          for (auto& r : res) {
+            const double t = r.seconds;
+            rows[si].push_back({t, t / static_cast<double>(res.size()), std::move(r)});
           }
         }
         work += static_cast<int64_t>(end - begin);
         bar.update(work, fmt::format("K={} batch {}", k, bs));
       }
       // Summaries.
-      for (const auto& spec : specs) {
-        const auto& list = rows[spec.name];
-        const auto& base = rows.count(spec.baseline) ? rows[spec.baseline] : list;
+      const auto target_i = index_of("target");
+      for (size_t si = 0; si < specs.size(); ++si) {
+        const MethodSpec& spec = specs[si];
+        const auto base_i = index_of(spec.baseline);
+        const auto& list = rows[si];
+        const auto& base = base_i ? rows[*base_i] : list;
+        ATSPEED_CHECK(base.size() == list.size(), "bench decode: ", spec.name, " and its baseline decoded different users");
         std::vector<double> lat;
         double ratio_sum = 0, total = 0, base_total = 0, tf = 0, df = 0, rounds = 0, accepted = 0;
         int64_t identical = 0, near_tie = 0, cascade = 0, mismatch = 0;
         metrics::TopKAccumulator acc({k});
+        // The exact speculative configurations (and auto, whatever it chose) against target beam search.
+        const bool judged = target_i && si != *target_i && (spec.kind == "strict" || (auto_index && si == *auto_index));
         for (size_t u = 0; u < list.size(); ++u) {
           const Row& r = list[u];
           lat.push_back(r.latency);
           total += r.share;
           base_total += base[u].share;
           ratio_sum += base[u].latency / r.latency;
-          tf += static_cast<double>(r.target_forwards);
-          df += static_cast<double>(r.draft_forwards);
-          rounds += static_cast<double>(r.rounds);
-          accepted += static_cast<double>(r.accepted_sum);
-          std::vector<int64_t> ranking;
-          for (const auto& b : r.beams) ranking.push_back(ds.catalog->find_tuple_by_tokens(b.tokens));
-          acc.add_at(0, ranking, truth[u]);
-          if (spec.kind == "strict" && rows.count("target")) {
-            const Row& t = rows["target"][u];
-            switch (compare_lists(r.beams, t.beams, t.min_boundary_gap)) {
-              case Agreement::Identical: ++identical; break;
-              case Agreement::NearTie: ++near_tie; break;
-              case Agreement::NearTieCascade: ++near_tie; ++cascade; break;
-              case Agreement::Mismatch:
-                ++mismatch;
-                spdlog::warn("K={} {}: test user {} differs from target beam search (smallest boundary gap {:.3g}): "
-                             "first items {} ({:.5f}) vs {} ({:.5f})", k, spec.name, samples[u].user, t.min_boundary_gap,
-                             r.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(r.beams[0].tokens),
-                             r.beams.empty() ? 0.0f : r.beams[0].score,
-                             t.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(t.beams[0].tokens),
-                             t.beams.empty() ? 0.0f : t.beams[0].score);
-                break;
-            }
+          tf += static_cast<double>(r.out.target_forwards);
+          df += static_cast<double>(r.out.draft_forwards);
+          rounds += static_cast<double>(r.out.rounds);
+          for (int64_t m : r.out.accepted_levels) accepted += static_cast<double>(m);
+          acc.add_at(0, ranking_of(*ds.catalog, r.out.beams), users.truth[u]);
+          if (!judged) continue;
+          const Row& t = rows[*target_i][u];
+          switch (metrics::compare_lists(r.out.beams, t.out.beams, t.out.min_boundary_gap)) {
+            case metrics::Agreement::Identical: ++identical; break;
+            case metrics::Agreement::NearTie: ++near_tie; break;
+            case metrics::Agreement::NearTieCascade: ++near_tie; ++cascade; break;
+            case metrics::Agreement::Mismatch:
+              ++mismatch;
+              spdlog::warn("K={} {}: test user {} differs from target beam search (smallest boundary gap {:.3g}): "
+                           "first items {} ({:.5f}) vs {} ({:.5f})", k, spec.name, users.samples[u].user,
+                           t.out.min_boundary_gap,
+                           r.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(r.out.beams[0].tokens),
+                           r.out.beams.empty() ? 0.0f : r.out.beams[0].score,
+                           t.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(t.out.beams[0].tokens),
+                           t.out.beams.empty() ? 0.0f : t.out.beams[0].score);
+              break;
           }
         }
         const double n = static_cast<double>(list.size());
@@ -444,7 +386,7 @@ void run_bench_decode(BenchDecodeOptions o) {
                               {"batch_size", bs},
                               {"method", spec.name},
                               {"kind", spec.kind},
-                              {"baseline", spec.baseline},
+                              {"baseline", base_i ? spec.baseline : spec.name},
                               {"draft_width", spec.n},
                               {"gamma", spec.gamma},
                               {"requests", list.size()},
@@ -460,7 +402,7 @@ void run_bench_decode(BenchDecodeOptions o) {
           row["rounds"] = rounds / n;
           row["accepted_levels_per_round"] = rounds > 0 ? accepted / rounds : 0.0;
         }
-        if (spec.kind == "strict" && rows.count("target")) {
+        if (judged) {
           row["identical_fraction"] = static_cast<double>(identical) / n;
           row["near_tie_flips"] = near_tie;
           row["near_tie_cascades"] = cascade;  // of near_tie_flips: rooted at an earlier level's K boundary
@@ -491,7 +433,7 @@ void run_bench_decode(BenchDecodeOptions o) {
                              r["recall"].get<double>(), r["ndcg"].get<double>(), ident);
   }
   std::cout << "speedup: mean of per-request (baseline / method) latency ratios; (total): ratio of total times.\n"
-               "Baselines: target beam search for target, naive, strict, adaptive; target beam sampling for sampling and relaxed.\n"
+               "Baselines: target beam search for target, naive, strict, auto; target beam sampling for sampling and relaxed.\n"
                "identical: share of requests equal to target beam search / near-tie flips (score gap < 1e-4 at the\n"
                "list or at an earlier level's K boundary, SPEC §9.2); mismatches are logged with the user.\n";
 
@@ -523,9 +465,10 @@ const RegisterCommand register_bench_decode([](CLI::App& app) {
   cmd->add_option("--ks", o->ks, "beam widths K")->capture_default_str();
   cmd->add_option("--users", o->users, "test users, a seeded sample (0 = all)")->capture_default_str();
   cmd->add_option("--batch-sizes", o->batch_sizes, "requests decoded together")->capture_default_str();
-  cmd->add_option("--methods", o->methods, "target sampling naive strict relaxed adaptive")->capture_default_str();
+  cmd->add_option("--methods", o->methods, "target sampling naive strict relaxed auto")->capture_default_str();
   cmd->add_option("--draft-widths", o->draft_widths, "N for strict (0 = N = K); default decode.draft_width");
-  cmd->add_option("--calib-users", o->calib_users, "validation users for the adaptive choice")->capture_default_str();
+  cmd->add_option("--calib-users", o->calib_users, "validation users auto plans on (default decode.auto.calib_users)")
+      ->capture_default_str();
   cmd->add_option("--naive-max-k", o->naive_max_k, "skip the (slow) naive baseline above this K")->capture_default_str();
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_decode.json)");
   cmd->add_option("--plot", o->plot, "PNG output (default: beside the JSON; 'none' = no plot)");

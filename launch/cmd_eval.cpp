@@ -1,6 +1,6 @@
 // `atspeed eval ckpt=PATH [overrides]`: Recall@K / NDCG@K (SPEC §5.1) of a target checkpoint's
-// constrained beam search on the valid or test split, beside the most-popular baseline; prints a
-// table and writes JSON.
+// constrained beam search (or, with eval.mode and eval.draft, of strict, relaxed or auto decoding) on
+// the valid or test split, beside the most-popular baseline; prints a table and writes JSON.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +16,8 @@
 #include "core/config_types.h"
 #include "core/decode/beam_search.h"
 #include "core/decode/decode_config.h"
+#include "core/decode/planner.h"
+#include "core/decode/runner.h"
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
@@ -24,6 +26,7 @@
 #include "core/vocab/constraint.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
+#include "data/evaluation.h"
 #include "data/lcrec.h"
 #include "data/samples.h"
 #include "launch/commands.h"
@@ -58,64 +61,70 @@ void run_eval(EvalOptions o) {
   const CheckpointReader reader(o.ckpt);
   const auto& attrs = reader.attributes();
   if (attrs.kind != "target") spdlog::warn("{}: kind '{}' (evaluating it as a target)", o.ckpt, attrs.kind);
+  std::unique_ptr<CheckpointReader> draft_reader;
+  if (ev.mode.needs_draft()) draft_reader = std::make_unique<CheckpointReader>(ev.draft);
   const Dataset ds = load_dataset(data);
   const std::string fingerprint = ds.catalog->fingerprint();
   apply_prompt_settings(reader, data);
   const at::Device device = resolve_device(dec.device);
   model::LlamaModel model = load_model_for(reader, ds, device, "target", dec.dtype);
+  model::LlamaModel draft_model{nullptr};
+  if (draft_reader) {
+    draft_model = load_model_for(*draft_reader, ds, device, "draft", dec.dtype);
+    warn_if_draft_larger(*model, *draft_model, o.ckpt, ev.draft);
+  }
 
   const PromptFormat format(ds.catalog, data.sep_token);
-  std::vector<Sample> samples =
-      ev.split == "test" ? make_test_samples(ds, data.history_len) : make_valid_samples(ds, data.history_len);
-  if (ev.max_users > 0 && static_cast<int64_t>(samples.size()) > ev.max_users) samples.resize(static_cast<size_t>(ev.max_users));
-  ATSPEED_ENSURE(Data, !samples.empty(), "no ", ev.split, " users to evaluate in ", ds.dir);
+  const EvalUsers users = make_eval_users(ds, format, ev.split, data.history_len, ev.max_users, std::nullopt, dec.seed);
   const auto constraint = make_constraint(data.constraint, *ds.catalog);
-  spdlog::info("eval {} on {} ({} split, {} users, constraint {}, device {}, K = {})", o.ckpt, ds.name, ev.split,
-               samples.size(), constraint->name(), device.str(), fmt::join(ev.ks, ","));
-
-  // Ground truth per user as catalogue tuples (|G| counts entries, SPEC §5.1).
-  std::vector<std::vector<int64_t>> truth(samples.size());
-  for (size_t u = 0; u < samples.size(); ++u) {
-    for (int64_t item : samples[u].targets) truth[u].push_back(ds.catalog->tuple_of_item(item));
-  }
+  spdlog::info("eval {} on {} ({} split, {} users, constraint {}, device {}, mode {}, K = {})", o.ckpt, ds.name, ev.split,
+               users.size(), constraint->name(), device.str(), ev.mode.name(), fmt::join(ev.ks, ","));
 
   metrics::TopKAccumulator model_acc(ev.ks), pop_acc(ev.ks);
   const int64_t max_k = *std::max_element(ev.ks.begin(), ev.ks.end());
   const auto popular = ev.split == "test" ? metrics::most_popular_tuples(*ds.catalog, {&ds.train, &ds.valid}, max_k)
                                           : metrics::most_popular_tuples(*ds.catalog, {&ds.train}, max_k);
-  for (size_t u = 0; u < samples.size(); ++u) pop_acc.add(popular, truth[u]);
+  for (size_t u = 0; u < users.size(); ++u) pop_acc.add(popular, users.truth[u]);
 
+  torch::NoGradGuard no_grad;
   decode::LlamaTreeScorer scorer(model);
+  std::unique_ptr<decode::LlamaTreeScorer> draft_scorer;
+  if (draft_model) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(draft_model);
+  std::optional<decode::Plan> plan;
+  if (ev.mode.is_auto()) {
+    decode::AutoOptions ao = dec.auto_plan;
+    ao.planner.ks = ev.ks;
+    const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
+    const auto key = decode::PlanKey::of(o.ckpt, ev.draft, device.str(), dec.dtype, constraint->name(),
+                                         at::get_num_threads(), ev.batch_size, static_cast<int64_t>(calib.size()), ao.planner);
+    plan = decode::load_or_make_plan(scorer, *draft_scorer, *constraint, calib.prompts, ao, key,
+                                     dec.run_settings(decode::DecodeMode::Strict, 0));
+  }
   nlohmann::json per_k = nlohmann::json::array();
-  const int64_t total_work = static_cast<int64_t>(samples.size() * ev.ks.size());
+  const int64_t total_work = static_cast<int64_t>(users.size() * ev.ks.size());
   int64_t work_done = 0;
   const auto eval_start = std::chrono::steady_clock::now();
   auto last_log = eval_start;
   for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
     const int64_t k = ev.ks[ki];
-    decode::TargetBeamSearch search(scorer, *constraint, dec.search_options(k));
+    const decode::RunSettings settings =
+        plan ? plan->choose(k).settings(dec.run_settings(decode::DecodeMode::Strict, k)) : dec.run_settings(ev.mode, k);
     const auto k_start = std::chrono::steady_clock::now();
-    int64_t forward_calls = 0, returned = 0, non_items = 0;
-    for (size_t begin = 0; begin < samples.size(); begin += static_cast<size_t>(ev.batch_size)) {
-      const size_t end = std::min(samples.size(), begin + static_cast<size_t>(ev.batch_size));
-      std::vector<std::vector<int64_t>> prompts;
-      std::vector<uint64_t> seeds;
-      for (size_t u = begin; u < end; ++u) {
-        prompts.push_back(format.prompt(samples[u].history));
-        seeds.push_back(static_cast<uint64_t>(dec.seed + samples[u].user));
-      }
-      const auto results = search.run(prompts, seeds);
+    int64_t forward_calls = 0, draft_calls = 0, returned = 0, non_items = 0;
+    for (size_t begin = 0; begin < users.size(); begin += static_cast<size_t>(ev.batch_size)) {
+      const size_t end = std::min(users.size(), begin + static_cast<size_t>(ev.batch_size));
+      const std::vector<std::vector<int64_t>> prompts(users.prompts.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                      users.prompts.begin() + static_cast<std::ptrdiff_t>(end));
+      const std::vector<uint64_t> seeds(users.seeds.begin() + static_cast<std::ptrdiff_t>(begin),
+                                        users.seeds.begin() + static_cast<std::ptrdiff_t>(end));
+      const auto results = decode::run_batch(scorer, draft_scorer.get(), *constraint, settings, prompts, seeds);
       for (size_t u = begin; u < end; ++u) {
         const auto& r = results[u - begin];
-        std::vector<int64_t> ranking;
-        for (const auto& beam : r.beams) {
-          const int64_t tuple = ds.catalog->find_tuple_by_tokens(beam.tokens);
-          non_items += tuple < 0 ? 1 : 0;
-          ranking.push_back(tuple);
-        }
+        const std::vector<int64_t> ranking = ranking_of(*ds.catalog, r.beams, &non_items);
         returned += static_cast<int64_t>(ranking.size());
-        forward_calls += r.stats.forward_calls;
-        model_acc.add_at(ki, ranking, truth[u]);
+        forward_calls += r.target_forwards;
+        draft_calls += r.draft_forwards;
+        model_acc.add_at(ki, ranking, users.truth[u]);
       }
       work_done += static_cast<int64_t>(end - begin);
       const auto now = std::chrono::steady_clock::now();
@@ -123,29 +132,36 @@ void run_eval(EvalOptions o) {
         last_log = now;
         const double el = std::chrono::duration<double>(now - eval_start).count();
         const double rate = static_cast<double>(work_done) / el;
-        spdlog::info("K={}: {}/{} users, {:.1f} users/s, ETA {:.0f} s (all K)", k, end, samples.size(), rate,
+        spdlog::info("K={}: {}/{} users, {:.1f} users/s, ETA {:.0f} s (all K)", k, end, users.size(), rate,
                      static_cast<double>(total_work - work_done) / rate);
       }
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - k_start).count();
-    const double n = static_cast<double>(samples.size());
-    per_k.push_back({{"k", k},
-                     {"recall", model_acc.recall(ki)},
-                     {"ndcg", model_acc.ndcg(ki)},
-                     {"most_popular_recall", pop_acc.recall(ki)},
-                     {"most_popular_ndcg", pop_acc.ndcg(ki)},
-                     {"seconds", secs},
-                     {"users_per_s", n / secs},
-                     {"forward_calls_per_user", static_cast<double>(forward_calls) / n},
-                     {"mean_returned", static_cast<double>(returned) / n},
-                     {"non_item_share", returned ? static_cast<double>(non_items) / static_cast<double>(returned) : 0.0}});
-    spdlog::info("K={}: Recall {:.4f} NDCG {:.4f} ({:.1f} s, {:.1f} users/s)", k, model_acc.recall(ki),
-                 model_acc.ndcg(ki), secs, n / secs);
+    const double n = static_cast<double>(users.size());
+    nlohmann::json row = {{"k", k},
+                          {"mode", settings.mode.name()},
+                          {"recall", model_acc.recall(ki)},
+                          {"ndcg", model_acc.ndcg(ki)},
+                          {"most_popular_recall", pop_acc.recall(ki)},
+                          {"most_popular_ndcg", pop_acc.ndcg(ki)},
+                          {"seconds", secs},
+                          {"users_per_s", n / secs},
+                          {"forward_calls_per_user", static_cast<double>(forward_calls) / n},
+                          {"draft_calls_per_user", static_cast<double>(draft_calls) / n},
+                          {"mean_returned", static_cast<double>(returned) / n},
+                          {"non_item_share", returned ? static_cast<double>(non_items) / static_cast<double>(returned) : 0.0}};
+    if (settings.mode.is_speculative()) {
+      row["draft_width"] = decode::effective_draft_width(settings.draft_width, k);
+      row["gamma"] = settings.gamma;
+    }
+    per_k.push_back(row);
+    spdlog::info("K={}: Recall {:.4f} NDCG {:.4f} ({:.1f} s, {:.1f} users/s, {})", k, model_acc.recall(ki),
+                 model_acc.ndcg(ki), secs, n / secs, settings.mode.name());
   }
 
   // Table: the model and most-popular side by side for each K.
-  std::cout << fmt::format("{} | {} {} | {} users | constraint {}\n", o.ckpt, ds.name, ev.split, samples.size(),
-                           constraint->name());
+  std::cout << fmt::format("{} | {} {} | {} users | constraint {} | mode {}\n", o.ckpt, ds.name, ev.split,
+                           users.size(), constraint->name(), ev.mode.name());
   std::cout << fmt::format("{:>4}  {:>9} {:>9}  {:>12} {:>12}  {:>8}\n", "K", "Recall@K", "NDCG@K", "Pop Recall@K",
                            "Pop NDCG@K", "users/s");
   for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
@@ -162,7 +178,9 @@ void run_eval(EvalOptions o) {
                         {"dataset", ds.name},
                         {"data_dir", ds.dir},
                         {"split", ev.split},
-                        {"users", samples.size()},
+                        {"users", users.size()},
+                        {"mode", ev.mode.name()},
+                        {"draft", ev.draft},
                         {"constraint", constraint->name()},
                         {"sample", dec.sample},
                         {"device", device.str()},

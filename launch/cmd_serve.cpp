@@ -7,6 +7,7 @@
 // loads its shard of the target and of the draft and joins the tp group; rank 0 runs HTTP and the
 // engine with a serve::BroadcastDecoder, ranks > 0 serve::run_worker(). A stop signal on rank 0
 // drains as above, then broadcasts stop so every rank exits 0.
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -24,6 +25,7 @@
 #include "core/config.h"
 #include "core/config_types.h"
 #include "core/decode/decode_config.h"
+#include "core/decode/planner.h"
 #include "core/decode/tree_scorer.h"
 #include "core/dist/communicator.h"
 #include "core/errors.h"
@@ -32,6 +34,8 @@
 #include "core/vocab/constraint.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
+#include "data/evaluation.h"
+#include "data/samples.h"
 #include "launch/commands.h"
 #include "launch/model_loading.h"
 #include "serve/decoder.h"
@@ -168,13 +172,43 @@ void run_serve(const ServeOptions& o) {
     return m;
   };
   model::LlamaModel target = load(target_reader, "target");
+  auto target_scorer = std::make_unique<decode::LlamaTreeScorer>(target);
   std::unique_ptr<decode::TreeScorer> draft_scorer;
-  if (draft_reader) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(load(*draft_reader, "draft"));
+  if (draft_reader) {
+    model::LlamaModel draft = load(*draft_reader, "draft");
+    if (rank == 0) warn_if_draft_larger(*target, *draft, sc.target, sc.draft);
+    draft_scorer = std::make_unique<decode::LlamaTreeScorer>(draft);
+  }
   std::shared_ptr<const Constraint> constraint = make_constraint(data.constraint, *ds.catalog);
+
+  // Mode auto: the plan is made (or read from the cache) before serving, for batches of
+  // serve.max_batch. Under tensor parallelism every rank runs the calibration's forwards in lockstep
+  // (their all-reduces must line up) and only rank 0's plan is used: the batch keys it broadcasts
+  // carry the choice. A cache could answer on one rank and not another, so tp > 1 always measures.
+  // Without a draft, auto is target beam search (the only exact method).
+  std::shared_ptr<const decode::Plan> plan;
+  if (sc.default_mode.is_auto()) {
+    auto p = std::make_shared<decode::Plan>();
+    if (draft_scorer) {
+      decode::AutoOptions ao = dec.auto_plan;
+      if (tp > 1) ao.cache = false;
+      const PromptFormat format(ds.catalog, data.sep_token);
+      const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
+      const auto key = decode::PlanKey::of(sc.target, sc.draft, device.str(), dec.dtype, constraint->name(),
+                                           at::get_num_threads(), sc.max_batch, static_cast<int64_t>(calib.size()),
+                                           ao.planner);
+      if (rank == 0) spdlog::info("auto: planning K = {} for batches of {} on {} validation users",
+                                  fmt::join(ao.planner.ks, ","), sc.max_batch, calib.size());
+      torch::NoGradGuard no_grad;
+      *p = decode::load_or_make_plan(*target_scorer, *draft_scorer, *constraint, calib.prompts, ao, key,
+                                     dec.run_settings(decode::DecodeMode::Strict, 0));
+    }
+    plan = p;
+  }
 
   // Every rank builds the same decoder: the decode is a function of the broadcast batch alone (the
   // relaxed mode's randomness comes from the per-request seeds in it, drawn on rank 0).
-  serve::ModelDecoder decoder(std::make_unique<decode::LlamaTreeScorer>(target), std::move(draft_scorer), constraint,
+  serve::ModelDecoder decoder(std::move(target_scorer), std::move(draft_scorer), constraint,
                               serve::SpeculativeSettings{dec.gamma, dec.temperature, dec.top_k});
   if (rank > 0) {
     // A stop signal here stays blocked (pending): rank 0 drains its requests first, then its stop
@@ -197,17 +231,17 @@ void run_serve(const ServeOptions& o) {
   limits.max_k = sc.max_k;
   limits.max_draft_width = sc.max_draft_width;
   limits.default_k = sc.default_k;
-  limits.default_mode = sc.default_mode == "target" ? serve::Mode::Target
-                        : sc.default_mode == "relaxed" ? serve::Mode::Relaxed : serve::Mode::Strict;
+  limits.default_mode = sc.default_mode;
+  limits.plan = plan;
   limits.default_draft_width = dec.draft_width;
   limits.has_draft = draft_reader != nullptr;
   serve::HttpServer http(engine, *ds.catalog, limits,
                          serve::HttpOptions{sc.host, sc.port, sc.max_body_bytes, sc.request_timeout_ms, sc.http_threads},
                          metrics);
   const int port = http.bind();
-  spdlog::info("{} items ({}), target {}{}{}, device {}, dist.tp {}, max_batch {}, max_wait_ms {}", ds.num_items(),
-               ds.name, sc.target, draft_reader ? ", draft " : "", sc.draft, device.str(), tp, sc.max_batch,
-               sc.max_wait_ms);
+  spdlog::info("{} items ({}), target {}{}{}, device {}, dist.tp {}, max_batch {}, max_wait_ms {}, default mode {}",
+               ds.num_items(), ds.name, sc.target, draft_reader ? ", draft " : "", sc.draft, device.str(), tp,
+               sc.max_batch, sc.max_wait_ms, sc.default_mode.name());
   // Tests and scripts parse this line for the port (serve.port=0 picks a free one).
   std::cout << "serving on http://" << sc.host << ":" << port << std::endl;
 

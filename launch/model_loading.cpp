@@ -89,4 +89,19 @@ model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dat
                         role);
 }
 
+void warn_if_draft_larger(model::LlamaModelImpl& target, model::LlamaModelImpl& draft, const std::string& target_path,
+                          const std::string& draft_path) {
+  auto count = [](model::LlamaModelImpl& m) {
+    int64_t n = 0;
+    for (const auto& p : m.parameters()) n += p.numel();
+    return n;
+  };
+  const int64_t t = count(target), d = count(draft);
+  if (d > t) {
+    spdlog::warn("the draft {} has more parameters ({}) than the target {} ({}): are the two paths swapped? "
+                 "Speculative decoding pays only with a draft much cheaper than the target",
+                 draft_path, d, target_path, t);
+  }
+}
+
 }  // namespace atspeed::launch

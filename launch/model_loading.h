@@ -34,4 +34,9 @@ model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dat
                                        const std::string& role, int64_t tp_rank, int64_t tp_size,
                                        const std::string& dtype = "checkpoint");
 
+// Warns when the draft has more parameters than the target: the two paths are probably swapped
+// (everything still works, only slower than target beam search).
+void warn_if_draft_larger(model::LlamaModelImpl& target, model::LlamaModelImpl& draft, const std::string& target_path,
+                          const std::string& draft_path);
+
 }  // namespace atspeed::launch

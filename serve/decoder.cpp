@@ -4,8 +4,7 @@
 
 #include <chrono>
 
-#include "core/decode/beam_search.h"
-#include "core/decode/speculative.h"
+#include "core/decode/runner.h"
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
 #include "core/vocab/constraint.h"
@@ -42,35 +41,23 @@ std::vector<DecodeResult> ModelDecoder::decode(const BatchKey& key, const std::v
     for (const auto& b : beams) t.push_back({b.tokens, b.score});
     return t;
   };
-  if (key.mode == Mode::Target) {
-    decode::SearchOptions o;
-    o.beam_width = key.k;
-    o.sample = false;
-    decode::TargetBeamSearch search(*target_, *constraint_, o);
-    const auto results = search.run(prompts);
-    for (size_t i = 0; i < results.size(); ++i) {
-      out[i].tuples = to_tuples(results[i].beams);
-      out[i].stats.target_forwards = results[i].stats.forward_calls;
-    }
-  } else {
-    ATSPEED_CHECK(draft_ != nullptr, "speculative mode without a draft scorer");
-    decode::SpeculativeOptions o;
-    o.beam_width = key.k;
-    o.draft_width = key.draft_width;
-    o.gamma = settings_.gamma;
-    o.verification = key.mode == Mode::Strict ? decode::Verification::Strict : decode::Verification::Relaxed;
-    o.temperature = settings_.temperature;
-    o.top_k = settings_.top_k;
-    decode::SpeculativeBeamSearch search(*target_, *draft_, *constraint_, o);
-    const auto results = search.run(prompts, seeds);
-    for (size_t i = 0; i < results.size(); ++i) {
-      const auto& s = results[i].stats;
-      out[i].tuples = to_tuples(results[i].beams);
-      out[i].stats.rounds = s.rounds;
-      out[i].stats.accepted_levels = s.accepted_levels;
-      out[i].stats.target_forwards = s.target_calls;
-      out[i].stats.draft_forwards = s.draft_calls;
-    }
+  decode::RunSettings settings;
+  settings.mode = key.mode;
+  settings.k = key.k;
+  settings.draft_width = key.draft_width;
+  settings.gamma = key.gamma > 0 ? key.gamma : settings_.gamma;
+  settings.temperature = settings_.temperature;
+  settings.top_k = settings_.top_k;
+  // Deterministic modes draw nothing; relaxed draws from each job's seed.
+  const auto results = decode::run_batch(*target_, draft_.get(), *constraint_, settings, prompts,
+                                         key.mode.is_relaxed() ? seeds : std::vector<uint64_t>{});
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    out[i].tuples = to_tuples(r.beams);
+    out[i].stats.rounds = r.rounds;
+    out[i].stats.accepted_levels = r.accepted_levels;
+    out[i].stats.target_forwards = r.target_forwards;
+    out[i].stats.draft_forwards = r.draft_forwards;
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   for (auto& r : out) r.stats.decode_ms = ms;

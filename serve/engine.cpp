@@ -134,7 +134,8 @@ void Engine::run_batch(std::vector<std::shared_ptr<Pending>>& batch) {
     } else {
       o.result = std::move(results[i]);
       if (metrics_) {
-        metrics_->count_decoded(mode_name(key.mode));
+        const DecodeJob& job = live[i]->job;
+        metrics_->count_decoded(job.requested_mode.is_auto() ? std::string("auto:") + key.mode.name() : key.mode.name());
         for (int64_t m : o.result.stats.accepted_levels) metrics_->observe_round(m);
       }
     }

@@ -38,7 +38,7 @@ struct ServeMetrics::Impl {
           .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 5, 6, 7});
   prometheus::Family<prometheus::Counter>& decoded = prometheus::BuildCounter()
                                                          .Name("atspeed_serve_decoded_requests_total")
-                                                         .Help("Requests decoded, by mode")
+                                                         .Help("Requests decoded, by mode (auto:target and auto:strict for mode auto, by the plan's choice)")
                                                          .Register(*registry);
 };
 
@@ -50,7 +50,7 @@ void ServeMetrics::observe_request_latency(double seconds) { impl_->latency.Obse
 void ServeMetrics::observe_batch(int64_t size) { impl_->batch.Observe(static_cast<double>(size)); }
 void ServeMetrics::set_queue_depth(int64_t depth) { impl_->queue.Set(static_cast<double>(depth)); }
 void ServeMetrics::observe_round(int64_t accepted_levels) { impl_->accepted.Observe(static_cast<double>(accepted_levels)); }
-void ServeMetrics::count_decoded(const char* mode) { impl_->decoded.Add({{"mode", mode}}).Increment(); }
+void ServeMetrics::count_decoded(const std::string& mode) { impl_->decoded.Add({{"mode", mode}}).Increment(); }
 
 std::string ServeMetrics::render() const {
   return prometheus::TextSerializer().Serialize(impl_->registry->Collect());

@@ -23,7 +23,7 @@ class ServeMetrics {
   void observe_batch(int64_t size);
   void set_queue_depth(int64_t depth);
   void observe_round(int64_t accepted_levels);
-  void count_decoded(const char* mode);
+  void count_decoded(const std::string& mode);  // target, strict, relaxed, or auto:<its choice>
   std::string render() const;
 
  private:

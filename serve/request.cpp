@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <regex>
 
+#include "core/decode/runner.h"
 #include "core/vocab/prompt.h"
 
 namespace atspeed::serve {
@@ -46,16 +48,24 @@ std::string read_int(const json& v, const std::string& name, int64_t lo, int64_t
   return "";
 }
 
-}  // namespace
-
-const char* mode_name(Mode m) {
-  switch (m) {
-    case Mode::Target: return "target";
-    case Mode::Strict: return "strict";
-    case Mode::Relaxed: return "relaxed";
+// The message for a number nlohmann cannot represent: "<field>: the number <text> is out of range"
+// when the field can be found in the body, else the library's message.
+std::string number_error(const std::string& body, const std::string& what) {
+  const std::regex token(R"(parsing '([^']*)')");
+  std::smatch m;
+  if (std::regex_search(what, m, token)) {
+    const std::string number = m[1].str();
+    const std::regex field("\"([A-Za-z_]{1,32})\"\\s*:\\s*" + std::regex_replace(number, std::regex(R"([.+\-])"), R"(\$&)"));
+    std::smatch f;
+    if (std::regex_search(body, f, field)) {
+      return fmt::format("{} = {} is out of range (not a representable number)", f[1].str(), number.substr(0, 32));
+    }
+    return fmt::format("the number {} is out of range", number.substr(0, 32));
   }
-  return "?";
+  return std::string("malformed JSON: ") + what;
 }
+
+}  // namespace
 
 ParseResult parse_recommend_request(const std::string& body, const ItemCatalog& catalog, const RequestLimits& limits,
                                     uint64_t next_seed) {
@@ -66,6 +76,10 @@ ParseResult parse_recommend_request(const std::string& body, const ItemCatalog& 
     j = json::parse(body);
   } catch (const json::parse_error& e) {
     return fail(fmt::format("malformed JSON at byte {}: {}", e.byte, e.what()));
+  } catch (const json::exception& e) {
+    // A number beyond double's range ({"k": 1e999}) is valid JSON syntax that nlohmann refuses with
+    // out_of_range: name the field it was given for.
+    return fail(number_error(body, e.what()));
   }
   if (!j.is_object()) return fail(fmt::format("the body must be a JSON object, got {}", type_of(j)));
   for (const auto& [key, value] : j.items()) {
@@ -82,28 +96,38 @@ ParseResult parse_recommend_request(const std::string& body, const ItemCatalog& 
     const json& m = j["mode"];
     if (!m.is_string()) return fail(fmt::format("mode must be a string, got {}", type_of(m)));
     const auto s = m.get<std::string>();
-    if (s == "target") {
-      mode = Mode::Target;
-    } else if (s == "strict") {
-      mode = Mode::Strict;
-    } else if (s == "relaxed") {
-      mode = Mode::Relaxed;
-    } else {
-      return fail(fmt::format("mode '{}' is not one of target, strict, relaxed", s.substr(0, 64)));
-    }
+    const auto parsed = Mode::from_name(s);
+    if (!parsed) return fail(fmt::format("mode '{}' is not one of target, strict, relaxed, auto", s.substr(0, 64)));
+    mode = *parsed;
   }
-  if (mode != Mode::Target && !limits.has_draft) {
-    return fail(fmt::format("mode '{}' needs a draft model; this server has none (use mode 'target')", mode_name(mode)));
+  if (mode.is_speculative() && !limits.has_draft) {
+    return fail(fmt::format("mode '{}' needs a draft model; this server has none (use mode 'target' or 'auto')", mode.name()));
   }
   // k
   int64_t k = limits.default_k;
   if (j.contains("k")) {
     if (auto e = read_int(j["k"], "k", 1, limits.max_k, k); !e.empty()) return fail(e);
   }
+  // auto: the plan's choice for k (target, or strict with its N and gamma).
+  job.requested_mode = mode;
+  decode::PlanChoice choice;
+  if (mode.is_auto()) {
+    if (limits.plan == nullptr) {
+      return fail("mode 'auto' needs a server started with serve.default_mode=auto (it plans at startup)");
+    }
+    choice = limits.plan->choose(k);
+    mode = choice.mode;
+  }
   // draft_width (speculative modes; ignored for target)
-  int64_t draft_width = 0;
-  if (mode != Mode::Target) {
-    draft_width = std::max(limits.default_draft_width, k);  // as decode.draft_width: raised to k
+  int64_t draft_width = 0, gamma = 0;
+  if (job.requested_mode.is_auto() && j.contains("draft_width")) {
+    return fail("draft_width cannot be given with mode 'auto' (the plan chooses it)");
+  }
+  if (job.requested_mode.is_auto()) {
+    draft_width = mode.is_strict() ? decode::effective_draft_width(choice.draft_width, k) : 0;
+    gamma = mode.is_strict() ? choice.gamma : 0;
+  } else if (mode != Mode::Target) {
+    draft_width = decode::effective_draft_width(limits.default_draft_width, k);  // as decode.draft_width
     if (j.contains("draft_width")) {
       if (auto e = read_int(j["draft_width"], "draft_width", 1, limits.max_draft_width, draft_width); !e.empty()) {
         return fail(e);
@@ -179,7 +203,7 @@ ParseResult parse_recommend_request(const std::string& body, const ItemCatalog& 
   job.prompt.reserve(static_cast<size_t>(prompt_token_count(levels, limits.sep_token, static_cast<int64_t>(keep))));
   append_prompt_tokens(catalog, kept, limits.sep_token, job.prompt);
   job.history_used = static_cast<int64_t>(keep);
-  job.key = BatchKey{mode, k, draft_width};
+  job.key = BatchKey{mode, k, draft_width, gamma};
   if (mode != Mode::Relaxed) job.seed = 0;  // deterministic modes: the seed plays no part (and must not split batches)
   ok.job = std::move(job);
   return ok;
@@ -199,7 +223,7 @@ std::string render_recommend_response(const DecodeJob& job, const DecodeResult& 
   }
   int64_t accepted = 0;
   for (int64_t m : result.stats.accepted_levels) accepted += m;
-  json stats = {{"mode", mode_name(job.key.mode)},
+  json stats = {{"mode", job.requested_mode.name()},
                 {"k", job.key.k},
                 {"rounds", result.stats.rounds},
                 {"accepted_levels", accepted},
@@ -211,7 +235,9 @@ std::string render_recommend_response(const DecodeJob& job, const DecodeResult& 
                 {"decode_ms", result.stats.decode_ms},
                 {"batch_size", batch_size},
                 {"history_used", job.history_used}};
+  if (job.requested_mode.is_auto()) stats["auto_choice"] = job.key.mode.name();
   if (job.key.mode != Mode::Target) stats["draft_width"] = job.key.draft_width;
+  if (job.key.gamma > 0) stats["gamma"] = job.key.gamma;
   if (job.key.mode == Mode::Relaxed) stats["seed"] = job.seed;
   return json{{"items", items}, {"stats", stats}}.dump();
 }

@@ -8,28 +8,34 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/decode/decode_mode.h"
+#include "core/decode/planner.h"
 #include "core/vocab/item_catalog.h"
 
 namespace atspeed::serve {
 
-enum class Mode { Target, Strict, Relaxed };
-const char* mode_name(Mode m);
+// The decode mode (core/decode/decode_mode.h); auto is resolved by the server's plan before a job is
+// batched, so a BatchKey holds target, strict or relaxed.
+using Mode = decode::DecodeMode;
 
 // Requests with equal keys can share one decode batch (one search object, one set of options).
 struct BatchKey {
   Mode mode = Mode::Target;
   int64_t k = 10;
   int64_t draft_width = 0;  // 0 for Mode::Target
+  int64_t gamma = 0;        // speculative: drafted levels per round; 0 = the server's decode.gamma
   bool operator==(const BatchKey&) const = default;
 };
 
 // A validated request, ready for the decoder.
 struct DecodeJob {
-  BatchKey key;
+  BatchKey key;                  // what runs: target, strict or relaxed
+  Mode requested_mode = Mode::Target;  // what the client asked for (auto: key holds the plan's choice)
   std::vector<int64_t> prompt;  // token ids (SPEC §1.6)
   uint64_t seed = 0;            // relaxed only
   int64_t history_used = 0;     // items in the prompt after the cut to the history length
@@ -46,6 +52,8 @@ struct RequestLimits {
   Mode default_mode = Mode::Strict;
   int64_t default_draft_width = 40;  // decode.draft_width
   bool has_draft = true;
+  // Mode auto: the plan made at startup (serve.default_mode=auto); null: auto requests get 400.
+  std::shared_ptr<const decode::Plan> plan;
 };
 
 struct ParseResult {

@@ -14,10 +14,14 @@ void ServeConfig::read(ConfigSection& s) {
       .get("max_k", max_k)
       .get("max_draft_width", max_draft_width)
       .get("default_k", default_k)
-      .get("default_mode", default_mode)
       .get("max_body_bytes", max_body_bytes)
       .get("request_timeout_ms", request_timeout_ms)
       .get("http_threads", http_threads);
+  std::string m = default_mode.name();
+  s.get("default_mode", m);
+  const auto parsed = decode::DecodeMode::from_name(m);
+  if (!parsed) s.fail("default_mode", "must be auto, target, strict or relaxed (got '" + m + "')");
+  default_mode = *parsed;
 }
 
 void ServeConfig::validate() const {
@@ -31,10 +35,9 @@ void ServeConfig::validate() const {
   config_ensure(max_k >= 1, "serve.max_k", "must be >= 1");
   config_ensure(max_draft_width >= 1, "serve.max_draft_width", "must be >= 1");
   config_ensure(default_k >= 1 && default_k <= max_k, "serve.default_k", "must be in [1, serve.max_k]");
-  config_ensure(default_mode == "target" || default_mode == "strict" || default_mode == "relaxed",
-                "serve.default_mode", "must be target, strict or relaxed (got '" + default_mode + "')");
-  config_ensure(default_mode == "target" || !draft.empty(), "serve.default_mode",
-                "'" + default_mode + "' needs a draft checkpoint (serve.draft=PATH) or serve.default_mode=target");
+  config_ensure(!default_mode.is_speculative() || !draft.empty(), "serve.default_mode",
+                std::string("'") + default_mode.name() + "' needs a draft checkpoint (serve.draft=PATH), or "
+                "serve.default_mode=auto or target");
   config_ensure(max_body_bytes >= 256, "serve.max_body_bytes", "must be >= 256");
   config_ensure(request_timeout_ms >= 1, "serve.request_timeout_ms", "must be >= 1");
   config_ensure(http_threads >= 1 && http_threads <= 4096, "serve.http_threads", "must be in [1, 4096]");

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/decode/decode_mode.h"
 
 namespace atspeed {
 
@@ -22,7 +23,9 @@ struct ServeConfig {
   int64_t max_k = 100;                 // largest k a request may ask for
   int64_t max_draft_width = 256;       // largest draft_width a request may ask for
   int64_t default_k = 10;              // k when a request gives none
-  std::string default_mode = "strict"; // target | strict | relaxed (strict and relaxed need serve.draft)
+  // Requests without "mode": auto (the planner's faster exact method per k, planned at startup;
+  // target beam search without a draft), target, strict or relaxed (these two need serve.draft).
+  decode::DecodeMode default_mode = decode::DecodeMode::Auto;
   int64_t max_body_bytes = 65536;      // larger bodies get 413
   int64_t request_timeout_ms = 30000;  // a request not answered in time gets 504
   int64_t http_threads = 32;           // connection handler threads (>= max_batch, or batches cannot fill)

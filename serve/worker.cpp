@@ -16,7 +16,7 @@ at::Tensor to_tensor(const std::vector<int64_t>& v) {
 }  // namespace
 
 std::vector<int64_t> encode_batch(const BatchKey& key, const std::vector<const DecodeJob*>& jobs) {
-  std::vector<int64_t> out{static_cast<int64_t>(key.mode), key.k, key.draft_width};
+  std::vector<int64_t> out{static_cast<int64_t>(key.mode.value()), key.k, key.draft_width, key.gamma};
   for (const DecodeJob* j : jobs) {
     out.push_back(static_cast<int64_t>(j->seed));  // bit pattern kept: uint64 -> int64 -> uint64
     out.push_back(j->history_used);
@@ -27,12 +27,13 @@ std::vector<int64_t> encode_batch(const BatchKey& key, const std::vector<const D
 }
 
 void decode_batch(const std::vector<int64_t>& payload, int64_t jobs, BatchKey& key, std::vector<DecodeJob>& out) {
-  ATSPEED_CHECK(payload.size() >= 3, "short batch payload");
-  key.mode = static_cast<Mode>(payload[0]);
+  ATSPEED_CHECK(payload.size() >= 4, "short batch payload");
+  key.mode = Mode(static_cast<Mode::Value>(payload[0]));
   key.k = payload[1];
   key.draft_width = payload[2];
+  key.gamma = payload[3];
   out.assign(static_cast<size_t>(jobs), DecodeJob{});
-  size_t at = 3;
+  size_t at = 4;
   for (auto& j : out) {
     ATSPEED_CHECK(at + 3 <= payload.size(), "truncated batch payload");
     j.key = key;

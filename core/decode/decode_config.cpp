@@ -15,8 +15,22 @@ void DecodeConfig::read(ConfigSection& s) {
       .get("device", device)
       .get("dtype", dtype)
       .get("draft_width", draft_width)
-      .get("gamma", gamma)
-      .get("verification", verification);
+      .get("gamma", gamma);
+  // Typed at the boundary: a bad name is an error naming the key and its file.
+  std::string v = verification.name();
+  s.get("verification", v);
+  const auto m = decode::DecodeMode::from_name(v);
+  if (!m || !m->is_speculative()) s.fail("verification", "must be strict or relaxed (got '" + v + "')");
+  verification = *m;
+  ConfigSection a = s.sub("auto");
+  a.get("ks", auto_plan.planner.ks)
+      .get("draft_widths", auto_plan.planner.draft_widths)
+      .get("gammas", auto_plan.planner.gammas)
+      .get("min_speedup", auto_plan.planner.min_speedup)
+      .get("calib_users", auto_plan.calib_users)
+      .get("cache_dir", auto_plan.cache_dir)
+      .get("cache", auto_plan.cache);
+  a.finish();
 }
 
 void DecodeConfig::validate() const {
@@ -30,8 +44,8 @@ void DecodeConfig::validate() const {
                 "must be checkpoint, float32 or bfloat16 (got '" + dtype + "')");
   config_ensure(draft_width >= 1, "decode.draft_width", "must be >= 1");
   config_ensure(gamma >= 1, "decode.gamma", "must be >= 1");
-  config_ensure(verification == "strict" || verification == "relaxed", "decode.verification",
-                "must be strict or relaxed (got '" + verification + "')");
+  auto_plan.planner.validate();
+  config_ensure(auto_plan.calib_users >= 1, "decode.auto.calib_users", "must be >= 1");
 }
 
 decode::SearchOptions DecodeConfig::search_options(int64_t k) const {
@@ -47,13 +61,25 @@ decode::SearchOptions DecodeConfig::search_options(int64_t k) const {
 decode::SpeculativeOptions DecodeConfig::speculative_options(int64_t k) const {
   decode::SpeculativeOptions o;
   o.beam_width = k > 0 ? k : beam_width;
-  o.draft_width = std::max(draft_width, o.beam_width);
+  o.draft_width = decode::effective_draft_width(draft_width, o.beam_width);
   o.gamma = gamma;
-  o.verification = decode::Verification::parse(verification);
+  o.verification = verification;
   o.temperature = temperature;
   o.top_k = top_k;
   o.seed = static_cast<uint64_t>(seed);
   return o;
+}
+
+decode::RunSettings DecodeConfig::run_settings(decode::DecodeMode mode, int64_t k) const {
+  decode::RunSettings r;
+  r.mode = mode;
+  r.k = k > 0 ? k : beam_width;
+  r.sample = sample;
+  r.draft_width = draft_width;
+  r.gamma = gamma;
+  r.temperature = temperature;
+  r.top_k = top_k;
+  return r;
 }
 
 void EvalConfig::read(ConfigSection& s) {
@@ -62,7 +88,13 @@ void EvalConfig::read(ConfigSection& s) {
       .get("max_users", max_users)
       .get("batch_size", batch_size)
       .get("out", out)
-      .get("log_every_s", log_every_s);
+      .get("log_every_s", log_every_s)
+      .get("draft", draft);
+  std::string m = mode.name();
+  s.get("mode", m);
+  const auto parsed = decode::DecodeMode::from_name(m);
+  if (!parsed) s.fail("mode", "must be target, strict, relaxed or auto (got '" + m + "')");
+  mode = *parsed;
 }
 
 void EvalConfig::validate() const {
@@ -72,6 +104,8 @@ void EvalConfig::validate() const {
   config_ensure(max_users >= 0, "eval.max_users", "must be >= 0 (0 = all)");
   config_ensure(batch_size >= 1, "eval.batch_size", "must be >= 1");
   config_ensure(log_every_s > 0, "eval.log_every_s", "must be > 0");
+  config_ensure(!mode.needs_draft() || !draft.empty(), "eval.draft",
+                std::string("eval.mode = ") + mode.name() + " needs a draft checkpoint (eval.draft=PATH)");
 }
 
 }  // namespace atspeed

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/decode/beam_search.h"
+#include "core/decode/planner.h"
 #include "core/decode/speculative.h"
 
 namespace atspeed {
@@ -23,7 +24,8 @@ struct DecodeConfig {
   std::string dtype = "checkpoint";  // model weights: checkpoint (as stored), float32, bfloat16
   int64_t draft_width = 40;    // speculative: N draft beams per level (>= K)
   int64_t gamma = 4;           // speculative: drafted levels per round (SPEC §9.8)
-  std::string verification = "strict";  // speculative: strict (AtSpeed-S) | relaxed (AtSpeed-R)
+  decode::DecodeMode verification = decode::DecodeMode::Strict;  // speculative: strict (AtSpeed-S) | relaxed (AtSpeed-R)
+  decode::AutoOptions auto_plan;  // decode.auto: mode auto's planner (core/decode/planner.h)
 
   void read(ConfigSection& s);
   void validate() const;
@@ -31,6 +33,8 @@ struct DecodeConfig {
   decode::SearchOptions search_options(int64_t k = 0) const;
   // The speculative options for beam width k (k <= 0: beam_width); draft width max(N, k).
   decode::SpeculativeOptions speculative_options(int64_t k = 0) const;
+  // run_batch() settings of `mode` at beam width k (gamma, N, warpers from this section).
+  decode::RunSettings run_settings(decode::DecodeMode mode, int64_t k) const;
 };
 
 struct EvalConfig {
@@ -40,6 +44,8 @@ struct EvalConfig {
   int64_t batch_size = 16;                // requests per forward
   std::string out;                        // JSON path; "" = <run.out_dir>/eval.json
   double log_every_s = 10.0;              // progress line interval
+  decode::DecodeMode mode = decode::DecodeMode::Target;  // target, strict, relaxed or auto (strict/relaxed/auto need draft)
+  std::string draft;                      // draft checkpoint for the speculative modes and auto
 
   void read(ConfigSection& s);
   void validate() const;

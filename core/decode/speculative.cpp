@@ -10,17 +10,13 @@
 
 namespace atspeed::decode {
 
-Verification Verification::parse(const std::string& text) {
-  if (text == "strict") return Strict;
-  if (text == "relaxed") return Relaxed;
-  ATSPEED_THROW(Config, "verification must be strict or relaxed (got '", text, "')");
-}
-
 void SpeculativeOptions::validate() const {
   config_ensure(beam_width >= 1, "speculative.beam_width", "must be >= 1");
   config_ensure(draft_width >= beam_width, "speculative.draft_width",
                 "must be >= the beam width K (" + std::to_string(beam_width) + ")");
   config_ensure(gamma >= 1, "speculative.gamma", "must be >= 1");
+  config_ensure(verification.is_speculative(), "speculative.verification",
+                std::string("must be strict or relaxed (got '") + verification.name() + "')");
   config_ensure(temperature > 0 && std::isfinite(temperature), "speculative.temperature", "must be a finite number > 0");
   config_ensure(top_k >= 0, "speculative.top_k", "must be >= 0 (0 = no top-k warper)");
 }

@@ -23,32 +23,17 @@
 #include <vector>
 
 #include "core/decode/beam_search.h"
+#include "core/decode/decode_mode.h"
 #include "core/decode/tree_scorer.h"
 #include "core/vocab/constraint.h"
 
 namespace atspeed::decode {
 
-// The verification modes as a small enum-like class (TensorRT-LLM's SpeculativeDecodingMode style).
-class Verification {
- public:
-  enum Value { Strict, Relaxed };
-  constexpr Verification(Value v) : value_(v) {}  // NOLINT: implicit on purpose
-  constexpr bool is_strict() const { return value_ == Strict; }
-  constexpr bool is_relaxed() const { return value_ == Relaxed; }
-  constexpr bool operator==(const Verification&) const = default;
-  const char* name() const { return value_ == Strict ? "strict" : "relaxed"; }
-  // "strict" or "relaxed"; Error(Config) otherwise.
-  static Verification parse(const std::string& text);
-
- private:
-  Value value_;
-};
-
 struct SpeculativeOptions {
   int64_t beam_width = 5;                   // K: beams returned (and kept by the target) per request
   int64_t draft_width = 40;                 // N: draft beams per level, N >= K
   int64_t gamma = 4;                        // drafted levels per round (at most levels - done - 1)
-  Verification verification = Verification::Strict;
+  DecodeMode verification = DecodeMode::Strict;  // strict (AtSpeed-S) or relaxed (AtSpeed-R)
   double temperature = 1.0;                 // relaxed only: warpers of SPEC §2.1, for both models
   int64_t top_k = 50;                       // relaxed only: per-row top-k warper; 0 = off
   uint64_t seed = 0;                        // relaxed only: request i draws from mt19937_64(seed + i)

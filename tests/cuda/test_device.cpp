@@ -263,7 +263,7 @@ TEST_P(Device_CUDA, ServeAnswersOnTheDevice) {
   ASSERT_EQ(histories.size(), 3u);
   const std::string args = "serve.target=" + tmp.str("target.h5") + " serve.draft=" + tmp.str("draft.h5") +
                            " serve.port=0 data=synthetic data.source=files data.dir=" + tmp.str("syn") +
-                           " decode.device=" + GetParam() + " run.threads=2";
+                           " decode.device=" + GetParam() + " run.threads=2 serve.default_mode=strict";
   test::ServerProcess s("", args, tmp.str("serve.log"), 120, 120);
   ASSERT_GT(s.port(), 0) << s.log();
   for (const auto& h : histories) {
@@ -291,7 +291,7 @@ TEST_P(Device_CUDA, TensorParallelTwoRanksOnOneDeviceEqualsOne) {
   ASSERT_EQ(histories.size(), 3u);
   const std::string args = "serve.target=" + tmp.str("target.h5") + " serve.draft=" + tmp.str("draft.h5") +
                            " serve.port=0 data=synthetic data.source=files data.dir=" + tmp.str("syn") +
-                           " decode.device=" + GetParam() + " run.threads=1";
+                           " decode.device=" + GetParam() + " run.threads=1 serve.default_mode=strict";
   const std::string mpirun =
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
       "OMPI_MCA_btl_vader_single_copy_mechanism=none " + test::mpiexec(ATSPEED_MPIEXEC) + " -np 2 ";

@@ -28,22 +28,24 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
 
   const std::string data_args = " data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=cpu";
   r = test::run_atspeed("bench decode --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
-                        " --users 12 --ks 1 5 --batch-sizes 1 3 --methods target sampling naive strict relaxed adaptive"
-                        " --calib-users 4 --draft-widths 0 40 --plot none --json " + tmp.str("bench.json") + data_args);
+                        " --users 12 --ks 1 5 --batch-sizes 1 3 --methods target sampling naive strict relaxed auto"
+                        " --calib-users 4 --draft-widths 0 40 --plot none --json " + tmp.str("bench.json") +
+                        " decode.auto.cache_dir=" + tmp.str("plans") + data_args);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("median ms"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ideal speedup"), std::string::npos) << r.output;
   const auto j = nlohmann::json::parse(read_text_file(tmp.str("bench.json")));
   EXPECT_EQ(j["users"], 12);
   std::set<std::string> methods;
-  int strict_rows = 0, adaptive_rows = 0;
+  int strict_rows = 0, auto_rows = 0;
   for (const auto& row : j["results"]) {
     methods.insert(row["method"].get<std::string>());
     const std::string method = row["method"].get<std::string>();
-    if (method.rfind("adaptive(", 0) == 0) {
-      ++adaptive_rows;
-      // Falling back to target beam search runs it as such; otherwise a strict configuration.
-      EXPECT_EQ(row["kind"], method == "adaptive(target)" ? "target" : "strict") << row.dump();
+    if (method.rfind("auto(", 0) == 0) {
+      ++auto_rows;
+      // auto runs target beam search or a strict configuration: either way exact.
+      EXPECT_EQ(row["kind"], method == "auto(target)" ? "target" : "strict") << row.dump();
+      EXPECT_EQ(row["mismatches"], 0) << row.dump();
       continue;
     }
     EXPECT_EQ(row["requests"], 12);
@@ -64,17 +66,28 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
     }
   }
   EXPECT_EQ(strict_rows, 2 * 2 * 2);  // N in {K, 40} x K in {1, 5} x batch in {1, 3}
-  EXPECT_EQ(adaptive_rows, 2 * 2);
-  ASSERT_EQ(j["adaptive"].size(), 2u);
-  for (const auto& a : j["adaptive"]) {  // the choice follows the calibration times
-    const bool fallback = a["calib_target_ms"].get<double>() <= a["calib_ms"].get<double>();
-    EXPECT_EQ(a["fallback_to_target"].get<bool>(), fallback) << a.dump();
-    EXPECT_EQ(a["n"].get<int64_t>() == 0, fallback) << a.dump();
+  EXPECT_EQ(auto_rows, 2 * 2);
+  ASSERT_EQ(j["auto"].size(), 2u * 2u);  // a plan per batch size, a choice per K
+  for (const auto& a : j["auto"]) {  // the choice follows the planner's predictions
+    const bool strict = a["predicted_target_ms"].get<double>() >=
+                        a["min_speedup"].get<double>() * a["predicted_strict_ms"].get<double>();
+    EXPECT_EQ(a["mode"], strict ? "strict" : "target") << a.dump();
+    EXPECT_EQ(a["n"].get<int64_t>() > 0, strict) << a.dump();
+    EXPECT_FALSE(a["from_cache"].get<bool>());
   }
   for (const char* m : {"target", "sampling", "naive", "strict(N=1)", "strict(N=5)", "strict(N=40)", "relaxed(N=40)"}) {
     EXPECT_TRUE(methods.count(m)) << m;
   }
   EXPECT_EQ(j["cost_model"]["ideal"].size(), 2u);
+
+  // The plans were cached: a second run reads them.
+  r = test::run_atspeed("bench decode --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
+                        " --users 4 --ks 1 5 --batch-sizes 1 --methods target auto --calib-users 4 --plot none --json " +
+                        tmp.str("again.json") + " decode.auto.cache_dir=" + tmp.str("plans") + data_args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& a : nlohmann::json::parse(read_text_file(tmp.str("again.json")))["auto"]) {
+    EXPECT_TRUE(a["from_cache"].get<bool>()) << a.dump();
+  }
 
   // Usage errors name the problem.
   // List flags take every following word, so config overrides go first (or after `--`).
@@ -84,6 +97,45 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
   r = test::run_atspeed("bench decode --target " + tmp.str("target.h5") + " --methods strict --" + data_args);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--draft"), std::string::npos) << r.output;
+}
+
+// Issue 20: a draft width listed twice in effect (0 means N = K, so `0 5` at K = 5 names N = 5 twice)
+// runs once and reports no false mismatch; literal duplicates in a list option are usage errors.
+TEST(BenchDecodeCliTest, DuplicateConfigurationsRunOnceAndDuplicateValuesAreRefused) {
+  test::TempDir tmp;
+  auto r = test::run_atspeed("data synth --out " + tmp.str("syn") + " --users 120 --items 100 --seed 6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Dataset ds = load_dataset(tmp.str("syn"));
+  const int64_t vocab = ds.catalog->vocab().size();
+  model::LlamaModel target = test::random_model(vocab, 3, 16);
+  model::LlamaModel draft = test::random_model(vocab, 5, 8);
+  test::write_model_checkpoint(tmp.str("target.h5"), target, ds.catalog->fingerprint(), "target");
+  test::write_model_checkpoint(tmp.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
+  const std::string common = " --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
+                             " --users 10 --methods target strict --plot none --json " + tmp.str("dup.json") +
+                             " -- data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=cpu";
+  r = test::run_atspeed("bench decode --batch-sizes 1 --draft-widths 0 5 --ks 5" + common);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("differs from target beam search"), std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(read_text_file(tmp.str("dup.json")));
+  int strict_rows = 0;
+  for (const auto& row : j["results"]) {
+    if (row["kind"] != "strict") continue;
+    ++strict_rows;
+    EXPECT_EQ(row["method"], "strict(N=5)");
+    EXPECT_EQ(row["requests"], 10);
+    EXPECT_DOUBLE_EQ(row["identical_fraction"].get<double>(), 1.0) << row.dump();
+    EXPECT_EQ(row["mismatches"], 0);
+  }
+  EXPECT_EQ(strict_rows, 1);  // N = 5 once
+  for (const auto& [args, option] : std::vector<std::pair<std::string, std::string>>{
+           {"--batch-sizes 1 --ks 5 5", "--ks lists 5 twice"},
+           {"--batch-sizes 1 1 --ks 5", "--batch-sizes lists 1 twice"},
+           {"--batch-sizes 1 --draft-widths 5 5 --ks 5", "--draft-widths lists 5 twice"}}) {
+    r = test::run_atspeed("bench decode " + args + common);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(option), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ class ServeCli : public ::testing::Test {
     tmp = new test::TempDir();
     histories = new std::vector<json>(test::write_serve_fixture(*tmp, 12, &num_items));
     server = new ServerProcess(common_args() + " serve.max_batch=8 serve.max_wait_ms=50 serve.max_history=40" +
-                                   " serve.max_body_bytes=4096 serve.default_mode=strict",
+                                   " serve.max_body_bytes=4096",
                                tmp->str("serve.log"));
   }
   static void TearDownTestSuite() {
@@ -53,7 +53,8 @@ class ServeCli : public ::testing::Test {
   }
   static std::string common_args() {
     return "serve.target=" + tmp->str("target.h5") + " serve.draft=" + tmp->str("draft.h5") +
-           " serve.port=0 data=synthetic data.source=files data.dir=" + tmp->str("syn") + " decode.device=cpu run.threads=1";
+           " serve.port=0 data=synthetic data.source=files data.dir=" + tmp->str("syn") + " decode.device=cpu run.threads=1" +
+           " serve.default_mode=strict";  // an explicit mode: auto would plan at every start
   }
   static json request(size_t user, const std::string& mode, int k = 5) {
     return json{{"history", (*histories)[user]}, {"mode", mode}, {"k", k}};
@@ -293,6 +294,43 @@ TEST_F(ServeCli, FullQueueIs503AndADeadlineIs504) {
   const int status = s.stop(SIGTERM);
   ASSERT_TRUE(WIFEXITED(status)) << s.log();
   EXPECT_EQ(WEXITSTATUS(status), 0) << s.log();
+}
+
+// serve.default_mode=auto plans at startup (here on 4 validation users, K 1 and 5), answers requests
+// without a mode with the plan's choice (an exact method: the target's own items), says what it
+// chose in the answer and in /metrics, and reads the plan from the cache at the next start. A draft
+// path swapped with the target's gets a warning.
+TEST_F(ServeCli, AutoPlansAtStartupAndSaysWhatItChose) {
+  const std::string auto_args = common_args() + " serve.default_mode=auto decode.auto.calib_users=4" +
+                                " decode.auto.ks=[1,5] decode.auto.gammas=[1] decode.auto.draft_widths=[0,10]" +
+                                " decode.auto.cache_dir=" + tmp->str("plans");
+  for (int start = 0; start < 2; ++start) {
+    ServerProcess s(auto_args, tmp->str("auto" + std::to_string(start) + ".log"));
+    ASSERT_GT(s.port(), 0);
+    EXPECT_NE(s.log().find(start == 0 ? "auto: planned 2 K" : "auto: plan from the cache"), std::string::npos) << s.log();
+    for (int k : {1, 5, 3}) {  // 3 is not planned: the nearest planned K below decides
+      const auto a = post(s, json{{"history", (*histories)[0]}, {"k", k}}.dump());
+      const auto t = post(s, json{{"history", (*histories)[0]}, {"k", k}, {"mode", "target"}}.dump());
+      ASSERT_EQ(a.status, 200) << a.body.dump();
+      ASSERT_EQ(t.status, 200) << t.body.dump();
+      EXPECT_EQ(a.body["stats"]["mode"], "auto");
+      const std::string choice = a.body["stats"]["auto_choice"].get<std::string>();
+      EXPECT_TRUE(choice == "target" || choice == "strict") << choice;
+      ASSERT_EQ(a.body["items"].size(), t.body["items"].size());
+      for (size_t i = 0; i < t.body["items"].size(); ++i) EXPECT_EQ(a.body["items"][i]["codes"], t.body["items"][i]["codes"]);
+    }
+    auto m = s.client()->Get("/metrics");
+    ASSERT_TRUE(m);
+    EXPECT_NE(m->body.find("mode=\"auto:"), std::string::npos) << m->body;
+    EXPECT_EQ(s.stop(SIGTERM), 0);
+  }
+  ServerProcess swapped("serve.target=" + tmp->str("draft.h5") + " serve.draft=" + tmp->str("target.h5") +
+                            " serve.port=0 data=synthetic data.source=files data.dir=" + tmp->str("syn") +
+                            " decode.device=cpu run.threads=1 serve.default_mode=strict",
+                        tmp->str("swapped.log"));
+  ASSERT_GT(swapped.port(), 0);
+  EXPECT_NE(swapped.log().find("more parameters"), std::string::npos) << swapped.log();
+  EXPECT_EQ(swapped.stop(SIGTERM), 0);
 }
 
 TEST_F(ServeCli, StartupErrorsNameTheProblem) {

@@ -107,7 +107,7 @@ class ServeTpCli : public ::testing::Test {
   static std::string common_args() {
     return "serve.target=" + tmp->str("target.h5") + " serve.draft=" + tmp->str("draft.h5") +
            " serve.port=0 data=synthetic data.source=files data.dir=" + tmp->str("syn") +
-           " decode.device=cpu run.threads=1";
+           " decode.device=cpu run.threads=1 serve.default_mode=strict";
   }
   static json request(size_t user, const std::string& mode, int k = 5) {
     json r{{"history", (*histories)[user]}, {"mode", mode}, {"k", k}};

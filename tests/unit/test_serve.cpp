@@ -56,11 +56,10 @@ TEST(ServeConfigTest, DefaultsValidateAndBadValuesNameTheKey) {
   const auto ok = read_section<ServeConfig>(Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=d.h5"}), "serve");
   EXPECT_EQ(ok.host, "127.0.0.1");
   EXPECT_EQ(ok.port, 8080);
-  EXPECT_EQ(ok.default_mode, "strict");
+  EXPECT_EQ(ok.default_mode, decode::DecodeMode::Auto);  // auto works with or without a draft
   for (const auto& [override, key] : std::vector<std::pair<std::string, std::string>>{
            {"serve.port=70000", "serve.port"}, {"serve.max_batch=0", "serve.max_batch"},
-           {"serve.default_mode=fast", "serve.default_mode"}, {"serve.default_k=500", "serve.default_k"},
-           {"serve.draft=", "serve.default_mode"}}) {
+           {"serve.default_mode=fast", "serve.default_mode"}, {"serve.default_k=500", "serve.default_k"}}) {
     try {
       (void)read_section<ServeConfig>(Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=d.h5", override}), "serve");
       ADD_FAILURE() << override << " was accepted";
@@ -68,6 +67,26 @@ TEST(ServeConfigTest, DefaultsValidateAndBadValuesNameTheKey) {
       EXPECT_EQ(e.kind(), ErrorKind::Config);
       EXPECT_NE(e.message().find(key), std::string::npos) << e.message();
     }
+  }
+}
+
+TEST(ServeConfigTest, SpeculativeDefaultModesNeedADraft) {
+  const std::string dir = find_config_dir("");
+  for (const char* mode : {"strict", "relaxed"}) {
+    try {
+      (void)read_section<ServeConfig>(
+          Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=", std::string("serve.default_mode=") + mode}),
+          "serve");
+      ADD_FAILURE() << mode << " without a draft was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(e.message().find("serve.default_mode"), std::string::npos) << e.message();
+    }
+  }
+  // auto and target serve without a draft.
+  for (const char* mode : {"auto", "target"}) {
+    EXPECT_NO_THROW((void)read_section<ServeConfig>(
+        Config::compose(dir, "config", {"serve.target=t.h5", "serve.draft=", std::string("serve.default_mode=") + mode}),
+        "serve"));
   }
 }
 
@@ -154,6 +173,55 @@ TEST(ServeRequest, EveryBadInputIsA400NamingTheProblem) {
   EXPECT_EQ(deep.status, 400);
   const auto body = error_body("bad \xff\xfe bytes");
   EXPECT_TRUE(json::accept(body)) << body;
+}
+
+TEST(ServeRequest, OutOfRangeNumbersAre400sNamingTheField) {
+  const auto cat = catalog();
+  for (const char* body : {R"({"history": [1], "k": 1e999})", R"({"history": [1], "k": -1e999})"}) {
+    const auto r = parse_recommend_request(body, cat, limits(), 7);
+    EXPECT_FALSE(r.job);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.error.find("k = "), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("out of range"), std::string::npos) << r.error;
+  }
+}
+
+TEST(ServeRequest, AutoTakesThePlansChoiceAndSaysSo) {
+  const auto cat = catalog();
+  RequestLimits l = limits();
+  // Without a plan (a server not started with serve.default_mode=auto): 400.
+  auto r = parse_recommend_request(R"({"history": [1], "k": 3, "mode": "auto"})", cat, l, 7);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.error.find("serve.default_mode=auto"), std::string::npos) << r.error;
+  auto plan = std::make_shared<decode::Plan>();
+  decode::PlanChoice strict;
+  strict.k = 3;
+  strict.mode = decode::DecodeMode::Strict;
+  strict.draft_width = 6;
+  strict.gamma = 2;
+  decode::PlanChoice target;
+  target.k = 5;
+  plan->choices = {strict, target};
+  l.plan = plan;
+  l.default_mode = Mode::Auto;
+  r = parse_recommend_request(R"({"history": [1], "k": 3})", cat, l, 7);
+  ASSERT_TRUE(r.job) << r.error;
+  EXPECT_EQ(r.job->key, (BatchKey{Mode::Strict, 3, 6, 2}));
+  EXPECT_TRUE(r.job->requested_mode.is_auto());
+  DecodeResult res;
+  res.tuples.push_back({{5, 13, 21, 29}, -1.0f});  // the first item's code tokens (4 levels x 8 codes)
+  const auto body = json::parse(render_recommend_response(*r.job, res, cat, 1.0, 0.5, 1));
+  EXPECT_EQ(body["stats"]["mode"], "auto");
+  EXPECT_EQ(body["stats"]["auto_choice"], "strict");
+  EXPECT_EQ(body["stats"]["draft_width"], 6);
+  EXPECT_EQ(body["stats"]["gamma"], 2);
+  r = parse_recommend_request(R"({"history": [1], "k": 5, "mode": "auto"})", cat, l, 7);
+  ASSERT_TRUE(r.job) << r.error;
+  EXPECT_EQ(r.job->key, (BatchKey{Mode::Target, 5, 0, 0}));
+  // The plan chooses N: a client's draft_width is refused.
+  r = parse_recommend_request(R"({"history": [1], "k": 3, "mode": "auto", "draft_width": 8})", cat, l, 7);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.error.find("draft_width"), std::string::npos) << r.error;
 }
 
 TEST(ServeRequest, ResponseListsEveryItemOfACollidingTuple) {

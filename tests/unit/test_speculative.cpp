@@ -175,7 +175,7 @@ TEST(SpeculativeTest, RelaxedOutputsValidDistinctItemsReproducibly) {
     SpeculativeOptions o;
     o.beam_width = k;
     o.draft_width = 40;
-    o.verification = Verification::Relaxed;
+    o.verification = DecodeMode::Relaxed;
     o.seed = 2025;
     SpeculativeBeamSearch spec(f.target, f.draft, f.trie, o);
     const auto a = spec.run(prompts);
@@ -205,7 +205,7 @@ TEST(SpeculativeTest, RelaxedWithDraftEqualToTargetAcceptsLevelOne) {
   SpeculativeOptions o;
   o.beam_width = 5;
   o.draft_width = 40;
-  o.verification = Verification::Relaxed;
+  o.verification = DecodeMode::Relaxed;
   SpeculativeBeamSearch spec(f.target, f.draft, f.trie, o);
   for (const auto& r : spec.run(prompts)) {
     ASSERT_FALSE(r.stats.accepted_levels.empty());
@@ -264,8 +264,8 @@ TEST(SpeculativeTest, OptionsValidate) {
   EXPECT_NO_THROW(o.validate());
   o.gamma = 0;
   EXPECT_THROW(o.validate(), Error);
-  EXPECT_THROW(Verification::parse("lossy"), Error);
-  EXPECT_TRUE(Verification::parse("relaxed").is_relaxed());
+  EXPECT_THROW(DecodeMode::parse("lossy", "decode.verification"), Error);
+  EXPECT_TRUE(DecodeMode::parse("relaxed", "decode.verification").is_relaxed());
 }
 
 // ---------------------------------------------------------------------------------------------
