@@ -9,7 +9,7 @@
 // and the ideal speedup if every drafted level were accepted. Prints tables, writes JSON and (with
 // python3 + matplotlib) a PNG plot.
 //
-// A method configuration is identified by its full settings (kind, N, gamma): a configuration named
+// Methods run interleaved per batch, in alternating order. A method configuration is identified by its full settings (kind, N, gamma): a configuration named
 // twice (--draft-widths 0 5 at K = 5) runs once, and every result is kept by its configuration's
 // index, never by its display name, so results cannot be paired with another run's users.
 #include <fmt/format.h>
@@ -308,7 +308,12 @@ void run_bench_decode(BenchDecodeOptions o) {
                                                         users.prompts.begin() + static_cast<std::ptrdiff_t>(end));
         const std::vector<uint64_t> seeds(users.seeds.begin() + static_cast<std::ptrdiff_t>(begin),
                                           users.seeds.begin() + static_cast<std::ptrdiff_t>(end));
-        for (size_t si = 0; si < specs.size(); ++si) {  // interleaved: every method on this batch before the next
+        // Interleaved: every method on this batch before the next batch, in alternating order (forward
+        // on even batches, backward on odd ones) so that running first or last (warm caches, a burst
+        // of load) favours no method.
+        const bool backward = (begin / static_cast<size_t>(bs)) % 2 == 1;
+        for (size_t step = 0; step < specs.size(); ++step) {
+          const size_t si = backward ? specs.size() - 1 - step : step;
           const MethodSpec& spec = specs[si];
           std::vector<decode::RunOutput> res;
           if (spec.kind == "naive") {

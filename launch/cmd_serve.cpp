@@ -81,9 +81,7 @@ c10::Device shard_device(const std::string& backend, const std::string& name) {
   }
   const int count = static_cast<int>(torch::cuda::device_count());
   ATSPEED_ENSURE(Device, count > 0, "dist.backend=nccl but no CUDA device is available");
-  int local_rank = 0;
-  if (const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) local_rank = std::atoi(lr);
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_cuda_device(count)));
 }
 
 // Rank 0 releases the workers on every way out of run_serve(): after an error once they are in

@@ -34,7 +34,13 @@ def main(path):
               f"(prefill {t['prefill_s'] * 1e3:.2f} ms); draft {dr['a_s'] * 1e3:.2f} ms + {dr['b_s'] * 1e3:.4f} ms "
               f"(prefill {dr['prefill_s'] * 1e3:.2f} ms). Ideal speedup if every level were accepted: "
               + ", ".join(f"K={i['k']} {i['ideal_speedup']:.2f}x" for i in cm["ideal"]) + "\n")
-    if d.get("adaptive"):
+    if d.get("auto"):
+        print("auto's plan per batch size and K (predicted ms per request: target beam search / best strict): " + ", ".join(
+            f"batch {a['batch_size']} K={a['k']} "
+            + (f"strict N={a['n']} gamma={a['gamma']}" if a["mode"] == "strict" else "target")
+            + f" ({a['predicted_target_ms']:.2f} / {a['predicted_strict_ms']:.2f})"
+            for a in d["auto"]) + "\n")
+    elif d.get("adaptive"):  # files written before auto replaced adaptive
         print("Adaptive choice per K: " + ", ".join(
             f"K={a['k']} " + ("target beam search" if a.get("fallback_to_target") else f"N={a['n']} gamma={a['gamma']}")
             for a in d["adaptive"]) + "\n")

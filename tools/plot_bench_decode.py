@@ -31,8 +31,8 @@ def main():
                      label=f"{method} (batch {bs})")
         axes[0].plot(ks, [r["speedup_mean_ratio"] for r in rs], **style)
         axes[1].plot(ks, [r["target_forwards"] for r in rs], **style)
-        # Baselines have no acceptance, and adaptive has none at a K where it fell back to target beam
-        # search: those points are gaps (NaN), not zeros.
+        # Baselines have no acceptance, and auto has none at a K where it chose target beam search:
+        # those points are gaps (NaN), not zeros.
         acc = [r.get("accepted_levels_per_round", float("nan")) for r in rs]
         if any(a == a for a in acc):
             axes[2].plot(ks, acc, **style)

@@ -22,7 +22,6 @@ DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const I
     : align_(align),
       catalog_(catalog),
       format_(catalog, sep_token),
-      trainer_(trainer),
       online_(std::move(online)) {
   slot_mask_ = slot_mask(*catalog_);
   if (!align_.needs_teacher() || align_.teacher.empty()) {
@@ -37,7 +36,7 @@ DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const I
     reader.emplace(align_.teacher, split, ro);
     reader->check_fingerprints(catalog_->fingerprint(), target_fingerprint);
     const auto& m = reader->meta();
-    const auto need = static_cast<int64_t>(trainer_.samples(split).size());
+    const auto need = static_cast<int64_t>(trainer.samples(split).size());
     // Train: the same list (one per user by default); valid: the trainer's first max_valid_samples
     // must be among the teacher's first max_valid.
     ATSPEED_ENSURE(Data, split == "train" ? m.split_samples == need : m.split_samples >= need, "teacher data ",
@@ -54,10 +53,8 @@ DraftObjective::~DraftObjective() = default;
 TrainObjective DraftObjective::objective() {
   TrainObjective o;
   o.name = align_.options.objective;
-  o.loss = [this](model::LlamaModelImpl& m, const std::string& split, const std::vector<int64_t>& idx) {
-    return loss(m, split, idx);
-  };
-  o.units = [](const std::string&, const std::vector<int64_t>& idx) { return static_cast<int64_t>(idx.size()); };
+  o.loss = [this](model::LlamaModelImpl& m, const MicroBatch& b) { return loss(m, b); };
+  o.units = [](const MicroBatch& b) { return static_cast<int64_t>(b.samples.size()); };
   return o;
 }
 
@@ -73,16 +70,13 @@ TeacherChunk DraftObjective::teacher(const std::string& split, const std::vector
   return c;
 }
 
-std::pair<at::Tensor, int64_t> DraftObjective::loss(model::LlamaModelImpl& model, const std::string& split,
-                                                    const std::vector<int64_t>& indices) {
-  const auto& all = trainer_.samples(split);
-  const c10::Device device = trainer_.device();
-  std::vector<const Sample*> samples;
+std::pair<at::Tensor, int64_t> DraftObjective::loss(model::LlamaModelImpl& model, const MicroBatch& batch) {
+  const std::string& split = batch.split;
+  const std::vector<int64_t>& indices = batch.indices;
+  const std::vector<const Sample*>& samples = batch.samples;
+  const c10::Device device = batch.device;
   std::vector<std::vector<int64_t>> prompts;
-  for (int64_t i : indices) {
-    samples.push_back(&all[static_cast<size_t>(i)]);
-    prompts.push_back(format_.prompt(samples.back()->history));
-  }
+  for (const Sample* s : samples) prompts.push_back(format_.prompt(s->history));
   const auto B = static_cast<int64_t>(samples.size());
   const int64_t S = format_.response_length();
   at::Tensor gt = torch::empty({B, S}, torch::kLong);

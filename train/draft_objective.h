@@ -26,8 +26,10 @@ namespace atspeed::train {
 
 class DraftObjective {
  public:
-  // `online` is used when align.teacher is empty and the objective needs a teacher. Throws
-  // Error(Data) when the teacher files do not fit the trainer's samples or the dataset.
+  // `online` is used when align.teacher is empty and the objective needs a teacher. The trainer's
+  // split sizes are read here to check the teacher files against them (Error(Data) when they do not
+  // fit the trainer's samples or the dataset); no reference to the trainer is kept: each micro-batch
+  // brings its samples and device (MicroBatch).
   DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, bool sep_token,
                  const Trainer& trainer, std::unique_ptr<TeacherComputer> online,
                  const std::string& target_fingerprint = "");
@@ -38,8 +40,7 @@ class DraftObjective {
   // The teacher files' meta (train split); nullptr for the online teacher or objective ce.
   const TeacherMeta* teacher_meta() const { return train_reader_ ? &train_reader_->meta() : nullptr; }
   // The micro-batch loss (sum over samples, count): exposed for tests.
-  std::pair<at::Tensor, int64_t> loss(model::LlamaModelImpl& model, const std::string& split,
-                                      const std::vector<int64_t>& indices);
+  std::pair<at::Tensor, int64_t> loss(model::LlamaModelImpl& model, const MicroBatch& batch);
 
  private:
   TeacherChunk teacher(const std::string& split, const std::vector<int64_t>& indices,
@@ -48,7 +49,6 @@ class DraftObjective {
   AlignConfig align_;
   std::shared_ptr<const ItemCatalog> catalog_;
   PromptFormat format_;
-  const Trainer& trainer_;
   std::unique_ptr<TeacherComputer> online_;
   std::optional<TeacherReader> train_reader_, valid_reader_;
   at::Tensor slot_mask_;

@@ -31,7 +31,7 @@ struct TrainConfig {
   int64_t max_steps = 0;  // > 0: stop after this many optimizer steps (tests, benchmarks); also ends the schedule
 
   // Early stopping on a validation metric, evaluated every eval_every steps (0 = each epoch end).
-  std::string metric = "valid_loss";  // valid_loss (lower is better); others plug in via Trainer::set_metric
+  std::string metric = "valid_loss";  // valid_loss (lower is better), the only one
   int64_t patience = 5;               // evaluations without improvement before stopping; 0 = never stop early
   int64_t eval_every = 0;
   int64_t max_valid_samples = 2000;   // first N valid samples (0 = all)

@@ -64,6 +64,21 @@ std::pair<at::Tensor, int64_t> token_ce_sum(model::LlamaModelImpl& m, const Batc
   return {ce, (b.targets != kIgnoreIndex).sum().item<int64_t>()};
 }
 
+}  // namespace
+
+TrainObjective token_ce_objective(const PromptFormat& format) {
+  TrainObjective o;
+  o.name = "ce";
+  o.loss = [&format](model::LlamaModelImpl& m, const MicroBatch& b) {
+    return token_ce_sum(m, collate_train(b.samples, format), b.device);
+  };
+  // Every sample's response is the same number of tokens, all of them targets.
+  o.units = [&format](const MicroBatch& b) { return static_cast<int64_t>(b.samples.size()) * format.response_length(); };
+  return o;
+}
+
+namespace {
+
 struct Position {
   int64_t epoch = 0, step_in_epoch = 0, global_step = 0;
 };
@@ -81,6 +96,14 @@ void install_stop_signal_handlers() {
 int pending_stop_signal() { return g_stop_signal; }
 void request_stop(int signal) { g_stop_signal = signal; }
 void clear_stop_request() { g_stop_signal = 0; }
+
+// The early-stopping metric behind best.h5 (train.metric; valid_loss is the one there is).
+// compute() is collective (every rank calls it, every rank gets the same value).
+struct ValidationMetric {
+  std::string name = "valid_loss";
+  bool higher_is_better = false;
+  std::function<double()> compute;
+};
 
 struct Trainer::Impl {
   const Config& config;
@@ -102,7 +125,7 @@ struct Trainer::Impl {
   std::vector<Sample> train_samples, valid_samples;
   int64_t accum = 1, spe = 0, total = 0;
   ValidationMetric metric;
-  std::optional<TrainObjective> objective;
+  TrainObjective objective;  // token_ce_objective(*format) unless set_objective() replaced it
   bool resumed = false;
 
   Position pos;
@@ -133,12 +156,11 @@ struct Trainer::Impl {
 
     if (train.device == "cuda") {
       ATSPEED_ENSURE(Device, torch::cuda::is_available(), "train.device=cuda but no CUDA device is available");
-      int local = 0;
-      if (const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) local = std::atoi(lr);
-      device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(local % static_cast<int>(torch::cuda::device_count())));
+      device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(local_cuda_device(static_cast<int>(torch::cuda::device_count()))));
     }
 
     format = std::make_unique<PromptFormat>(ds.catalog, data.sep_token);
+    objective = token_ce_objective(*format);
     train_samples =
         make_train_samples(ds, samples.value_or(parse_train_samples(data.train_samples)), data.history_len);
     valid_samples = make_valid_samples(ds, data.history_len);
@@ -297,17 +319,10 @@ struct Trainer::Impl {
       const std::vector<int64_t> chunk(idx.begin() + static_cast<std::ptrdiff_t>(i),
                                        idx.begin() + static_cast<std::ptrdiff_t>(
                                                          std::min(idx.size(), i + static_cast<size_t>(train.eval_batch))));
-      if (objective) {
-        auto [loss, n] = objective->loss(*model, "valid", chunk);
-        sum += loss.item<double>();
-        count += n;
-        continue;
-      }
       std::vector<const Sample*> rows;
       for (int64_t k : chunk) rows.push_back(&valid_samples[static_cast<size_t>(k)]);
-      const Batch b = collate_train(rows, *format);
-      auto [ce, n] = token_ce_sum(*model, b, device);
-      sum += ce.item<double>();
+      auto [loss, n] = objective.loss(*model, MicroBatch{"valid", chunk, rows, device});
+      sum += loss.item<double>();
       count += n;
     }
     model->train();
@@ -366,22 +381,18 @@ struct Trainer::Impl {
       return train_samples[static_cast<size_t>(a)].history.size() < train_samples[static_cast<size_t>(b)].history.size();
     });
     std::vector<std::vector<int64_t>> micro;
-    std::vector<Batch> batches;
+    std::vector<std::vector<const Sample*>> micro_rows;
     int64_t local_targets = 0, local_tokens = 0;
+    const std::string split = "train";
     for (int64_t a = 0; a < accum; ++a) {
       micro.emplace_back(step_rows.begin() + a * M, step_rows.begin() + (a + 1) * M);
-      if (objective) {
-        local_targets += objective->units("train", micro.back());
-        for (int64_t i : micro.back())
-          local_tokens += format->prompt_length(static_cast<int64_t>(train_samples[static_cast<size_t>(i)].history.size())) +
-                          format->response_length();
-        continue;
+      micro_rows.emplace_back();
+      for (int64_t i : micro.back()) {
+        const Sample& s = train_samples[static_cast<size_t>(i)];
+        micro_rows.back().push_back(&s);
+        local_tokens += format->prompt_length(static_cast<int64_t>(s.history.size())) + format->response_length();
       }
-      std::vector<const Sample*> rows;
-      for (int64_t i : micro.back()) rows.push_back(&train_samples[static_cast<size_t>(i)]);
-      batches.push_back(collate_train(rows, *format));
-      local_targets += (batches.back().targets != kIgnoreIndex).sum().item<int64_t>();
-      local_tokens += batches.back().lengths.sum().item<int64_t>();
+      local_targets += objective.units(MicroBatch{split, micro.back(), micro_rows.back(), device});
     }
     at::Tensor counts = at::tensor({static_cast<double>(local_targets), static_cast<double>(local_tokens)}, at::kDouble);
     comm_all_reduce(counts);
@@ -391,12 +402,8 @@ struct Trainer::Impl {
     optimizer->zero_grad();
     double loss_sum = 0;
     for (int64_t a = 0; a < accum; ++a) {
-      at::Tensor sum;
-      if (objective) {
-        sum = objective->loss(*model, "train", micro[static_cast<size_t>(a)]).first;
-      } else {
-        sum = token_ce_sum(*model, batches[static_cast<size_t>(a)], device).first;
-      }
+      const auto i = static_cast<size_t>(a);
+      at::Tensor sum = objective.loss(*model, MicroBatch{split, micro[i], micro_rows[i], device}).first;
       (sum / global_targets).backward();
       loss_sum += sum.item<double>();
     }
@@ -513,13 +520,6 @@ const std::vector<Sample>& Trainer::samples(const std::string& split) const {
 bool Trainer::resumed() const { return impl_->resumed; }
 c10::Device Trainer::device() const { return impl_->device; }
 Trainer::~Trainer() = default;
-void Trainer::set_metric(ValidationMetric metric) {
-  // A fresh run starts from the worst value of the new metric's direction; a resumed one keeps its best.
-  if (impl_->evals == 0)
-    impl_->best_metric = metric.higher_is_better ? -std::numeric_limits<double>::infinity()
-                                                 : std::numeric_limits<double>::infinity();
-  impl_->metric = std::move(metric);
-}
 double Trainer::validation_loss() { return impl_->validation_loss(); }
 TrainResult Trainer::run() { return impl_->run(); }
 model::LlamaModelImpl& Trainer::model() { return *impl_->model; }

@@ -63,14 +63,6 @@ class LlamaModelImpl;
 
 namespace atspeed::train {
 
-// A validation metric for early stopping and best.h5. compute() is collective (every rank calls
-// it, every rank gets the same value).
-struct ValidationMetric {
-  std::string name = "valid_loss";
-  bool higher_is_better = false;
-  std::function<double()> compute;
-};
-
 struct StepRecord {
   int64_t step = 0;  // 1-based global optimizer step
   int64_t epoch = 0;
@@ -97,17 +89,27 @@ int pending_stop_signal();
 void request_stop(int signal);  // what the handler does (tests)
 void clear_stop_request();
 
-// A pluggable training objective (see the header comment). `split` is "train" or "valid";
-// `indices` index Trainer::samples(split).
+// One micro-batch as an objective sees it: the samples, their indices in the split (teacher files are
+// indexed by them), the split and the device the model is on.
+struct MicroBatch {
+  const std::string& split;                  // "train" or "valid"
+  const std::vector<int64_t>& indices;       // into Trainer::samples(split)
+  const std::vector<const Sample*>& samples; // the samples at those indices, same order
+  at::Device device;
+};
+
+// A training objective (see the header comment): the default response-token CE and train-draft's
+// alignment losses (train/draft_objective.h) are all one of these.
 struct TrainObjective {
   std::string name = "ce";
   // {differentiable scalar: sum of the units' losses, number of units}.
-  std::function<std::pair<at::Tensor, int64_t>(model::LlamaModelImpl& model, const std::string& split,
-                                               const std::vector<int64_t>& indices)>
-      loss;
+  std::function<std::pair<at::Tensor, int64_t>(model::LlamaModelImpl& model, const MicroBatch& batch)> loss;
   // The unit count of a micro-batch without running the model (the global normaliser).
-  std::function<int64_t(const std::string& split, const std::vector<int64_t>& indices)> units;
+  std::function<int64_t(const MicroBatch& batch)> units;
 };
+
+// Next-item CE summed over every response token (units: response tokens). `format` must outlive it.
+TrainObjective token_ce_objective(const PromptFormat& format);
 
 class Trainer {
  public:
@@ -121,15 +123,13 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // Replaces the loss (and thereby the default validation loss). Call before run().
+  // Replaces the loss (default: token_ce_objective), and thereby the validation loss. Call before run().
   void set_objective(TrainObjective objective);
   // The training ("train") or validation ("valid", already cut to train.max_valid_samples) samples.
   const std::vector<Sample>& samples(const std::string& split) const;
   // True when this run restored last.h5 (train.resume).
   bool resumed() const;
   c10::Device device() const;
-  // Replaces the early-stopping metric (default: mean CE on the validation samples).
-  void set_metric(ValidationMetric metric);
   // Mean response-token CE over the first train.max_valid_samples validation samples (collective).
   double validation_loss();
   TrainResult run();

@@ -158,6 +158,16 @@ bool launched_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_SIZE");
 }
 
+int local_rank() {
+  const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  return lr != nullptr ? std::atoi(lr) : 0;
+}
+
+int local_cuda_device(int device_count) {
+  ATSPEED_ENSURE(Device, device_count > 0, "no CUDA device is available");
+  return local_rank() % device_count;
+}
+
 bool mpi_initialized() {
   int initialized = 0;
   MPI_Initialized(&initialized);

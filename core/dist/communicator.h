@@ -41,6 +41,11 @@ std::unique_ptr<Communicator> make_local_communicator();
 // MPI lifetime: initialise once per process (idempotent), finalised at exit.
 // launched_by_mpirun() tells from the environment whether this process was started by mpirun.
 bool launched_by_mpirun();
+
+// The one rule for which GPU a process uses: its node-local rank (OMPI_COMM_WORLD_LOCAL_RANK under
+// mpirun, else 0) modulo the `device_count` GPUs it sees. Training, NCCL and serving all use it.
+int local_rank();
+int local_cuda_device(int device_count);
 void mpi_initialize();
 bool mpi_initialized();
 std::unique_ptr<Communicator> make_mpi_communicator();  // over MPI_COMM_WORLD; initialises MPI

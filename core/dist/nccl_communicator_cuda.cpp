@@ -135,13 +135,11 @@ std::unique_ptr<Communicator> make_nccl_communicator(int device) {
   ATSPEED_ENSURE(Device, status == cudaSuccess && count > 0, "dist.backend=nccl needs a CUDA GPU, none found (",
                  cudaGetErrorString(status), ")");
   MPI_Comm comm = MPI_COMM_NULL;
-  int local_rank = 0;
   if (launched_by_mpirun()) {
     mpi_initialize();
     comm = MPI_COMM_WORLD;
-    if (const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) local_rank = std::atoi(lr);
   }
-  if (device < 0) device = local_rank % count;
+  if (device < 0) device = local_cuda_device(count);
   ATSPEED_ENSURE(Device, device < count, "cuda device ", device, " does not exist (", count, " devices)");
   return std::make_unique<NcclCommunicator>(comm, device);
 }
