@@ -85,7 +85,7 @@ void run_train_draft(const TrainDraftOptions& o) {
                    "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the teacher data ",
                    align.teacher, "'s (", m->history_len, "/", m->sep_token, "); set them to the teacher's");
   trainer.set_objective(objective.objective());
-  spdlog::info("train-draft: objective {} (alpha {}), teacher {}", align.options.objective, align.options.alpha,
+  spdlog::info("train-draft: objective {} (alpha {}), teacher {}", align.options.objective.name(), align.options.alpha,
                !align.needs_teacher() ? "none" : align.teacher.empty() ? "online (" + align.target + ")" : align.teacher);
   const train::TrainResult r = trainer.run();
   comm->barrier();

@@ -30,8 +30,12 @@ void TeacherConfig::validate() const {
 }
 
 void AlignConfig::read(ConfigSection& s) {
-  s.get("objective", options.objective)
-      .get("alpha", options.alpha)
+  std::string objective = options.objective.name();
+  s.get("objective", objective);
+  const auto parsed = train::Objective::from_name(objective);
+  if (!parsed) s.fail("objective", "unknown objective '" + objective + "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd)");
+  options.objective = *parsed;
+  s.get("alpha", options.alpha)
       .get("constrained_loss", options.constrained_loss)
       .get("constrained_softmax", options.constrained_softmax)
       .get("temperature", options.temperature)
@@ -54,7 +58,7 @@ void AlignConfig::validate() const {
     throw Error(e.kind(), m, __FILE__, __LINE__);
   }
   config_ensure(!needs_teacher() || !teacher.empty() || !target.empty(), "align.target",
-                "objective '" + options.objective +
+                std::string("objective '") + options.objective.name() +
                     "' needs a teacher: set align.teacher=<dir from atspeed teacher> or align.target=<checkpoint> "
                     "(online teacher)");
   config_ensure(beams >= 1, "align.beams", "must be >= 1");

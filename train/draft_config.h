@@ -41,7 +41,7 @@ struct AlignConfig {
 
   void read(ConfigSection& s);
   void validate() const;
-  bool needs_teacher() const { return options.objective != "ce"; }
+  bool needs_teacher() const { return options.objective.needs_teacher(); }
 };
 
 }  // namespace atspeed

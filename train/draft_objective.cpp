@@ -8,14 +8,6 @@
 
 namespace atspeed::train {
 
-namespace {
-
-bool needs_beams(const std::string& objective) {
-  return objective == "atspeed_s" || objective == "atspeed_r" || objective == "seqkd";
-}
-
-}  // namespace
-
 DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, bool sep_token,
                                const Trainer& trainer, std::unique_ptr<TeacherComputer> online,
                                const std::string& target_fingerprint)
@@ -25,7 +17,7 @@ DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const I
       online_(std::move(online)) {
   slot_mask_ = slot_mask(*catalog_);
   if (!align_.needs_teacher() || align_.teacher.empty()) {
-    ATSPEED_CHECK(!align_.needs_teacher() || online_, "DraftObjective: objective ", align_.options.objective,
+    ATSPEED_CHECK(!align_.needs_teacher() || online_, "DraftObjective: objective ", align_.options.objective.name(),
                   " without teacher files needs the online teacher");
     return;
   }
@@ -52,7 +44,7 @@ DraftObjective::~DraftObjective() = default;
 
 TrainObjective DraftObjective::objective() {
   TrainObjective o;
-  o.name = align_.options.objective;
+  o.name = align_.options.objective.name();
   o.loss = [this](model::LlamaModelImpl& m, const MicroBatch& b) { return loss(m, b); };
   o.units = [](const MicroBatch& b) { return static_cast<int64_t>(b.samples.size()); };
   return o;
@@ -83,13 +75,12 @@ std::pair<at::Tensor, int64_t> DraftObjective::loss(model::LlamaModelImpl& model
   for (int64_t b = 0; b < B; ++b)
     gt[b].copy_(torch::tensor(format_.response(samples[static_cast<size_t>(b)]->targets.at(0)), torch::kLong));
 
-  const std::string& obj = align_.options.objective;
   TeacherChunk t;
   if (align_.needs_teacher()) {
     torch::NoGradGuard no_grad;
     t = teacher(split, indices, samples);
   }
-  const bool beams = needs_beams(obj);
+  const bool beams = align_.options.objective.needs_beams();
   at::Tensor rows = beams ? torch::cat({gt.view({B, 1, S}), t.beams.cpu()}, 1) : gt.view({B, 1, S});
   const at::Tensor student = row_slot_logits(model, prompts, rows, device);  // [B, R, S, V]
   const int64_t V = student.size(-1);

@@ -11,12 +11,8 @@
 namespace atspeed::train {
 namespace {
 
-constexpr std::array<const char*, 6> kObjectives = {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"};
+constexpr std::array<const char*, 6> kObjectives = {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"};  // Objective::Value order
 constexpr int64_t kIgnoreIndex = -100;
-
-bool known_objective(const std::string& name) {
-  return std::find(kObjectives.begin(), kObjectives.end(), name) != kObjectives.end();
-}
 
 // float32 unless either side is double: fp16/bf16 logits (stored teacher data, autocast students)
 // are too coarse for log-probabilities at T_s = 0.001.
@@ -65,16 +61,29 @@ at::Tensor masked_ce(const at::Tensor& logits2d, const at::Tensor& targets1d) {
 
 }  // namespace
 
+const char* Objective::name() const { return kObjectives[static_cast<size_t>(value_)]; }
+
+std::optional<Objective> Objective::from_name(const std::string& text) {
+  for (size_t i = 0; i < kObjectives.size(); ++i) {
+    if (text == kObjectives[i]) return Objective(static_cast<Value>(i));
+  }
+  return std::nullopt;
+}
+
+Objective Objective::parse(const std::string& text, const std::string& field) {
+  const auto o = from_name(text);
+  ATSPEED_ENSURE(Config, o.has_value(), field, ": unknown objective '", text, "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd)");
+  return *o;
+}
+
 void AlignmentOptions::validate() const {
-  ATSPEED_ENSURE(Config, known_objective(objective), "train.objective: unknown objective '", objective,
-                 "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd)");
   ATSPEED_ENSURE(Config, alpha >= 0.0 && alpha <= 1.0, "train.alpha must be in [0, 1], got ", alpha);
   ATSPEED_ENSURE(Config, temperature > 0.0, "train.temperature must be > 0, got ", temperature);
   ATSPEED_ENSURE(Config, top_k_tokens >= 1, "train.top_k_tokens must be >= 1, got ", top_k_tokens);
   // The reference's WordKD/TVDKD/SeqKD constructors reject allowed sets: they train on the full
   // vocabulary, and a silently ignored flag would mislead.
-  ATSPEED_ENSURE(Config, !constrained_loss || objective == "ce" || objective == "atspeed_s" || objective == "atspeed_r",
-                 "train.constrained_loss is only supported by atspeed_s and atspeed_r, not '", objective, "'");
+  ATSPEED_ENSURE(Config, !constrained_loss || objective.supports_constrained_loss(),
+                 "train.constrained_loss is only supported by atspeed_s and atspeed_r, not '", objective.name(), "'");
 }
 
 at::Tensor slot_mask(const ItemCatalog& catalog) {
@@ -193,14 +202,16 @@ at::Tensor mix(const at::Tensor& ce, const at::Tensor& align, double alpha) {
   return (1.0 - alpha) * ce + alpha * align;
 }
 
-at::Tensor alignment_loss(const std::string& objective, const AlignmentInputs& in, const AlignmentOptions& opts) {
-  if (objective == "ce") return {};
-  if (objective == "atspeed_s") return atspeed_s_loss(in.student_beams, in.teacher_beams, in.slot_mask, opts);
-  if (objective == "atspeed_r") return atspeed_r_loss(in.student_beams, in.teacher_beams, in.slot_mask, opts);
-  if (objective == "wordkd") return wordkd_loss(in.student_gt, in.teacher_gt);
-  if (objective == "tvdkd") return tvdkd_loss(in.student_gt, in.teacher_gt);
-  if (objective == "seqkd") return seqkd_loss(in.student_beams, in.beam_labels);
-  ATSPEED_THROW(Config, "train.objective: unknown objective '", objective, "'");
+at::Tensor alignment_loss(Objective objective, const AlignmentInputs& in, const AlignmentOptions& opts) {
+  switch (objective.value()) {
+    case Objective::Ce: return {};
+    case Objective::AtspeedS: return atspeed_s_loss(in.student_beams, in.teacher_beams, in.slot_mask, opts);
+    case Objective::AtspeedR: return atspeed_r_loss(in.student_beams, in.teacher_beams, in.slot_mask, opts);
+    case Objective::WordKd: return wordkd_loss(in.student_gt, in.teacher_gt);
+    case Objective::TvdKd: return tvdkd_loss(in.student_gt, in.teacher_gt);
+    case Objective::SeqKd: return seqkd_loss(in.student_beams, in.beam_labels);
+  }
+  ATSPEED_THROW(Internal, "alignment_loss: objective ", static_cast<int>(objective.value()));
 }
 
 at::Tensor alignment_loss(const AlignmentInputs& inputs, const AlignmentOptions& opts) {

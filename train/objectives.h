@@ -30,15 +30,37 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/vocab/item_catalog.h"
 
 namespace atspeed::train {
 
+// The draft-training objective, parsed once where the config is read (align.objective).
+class Objective {
+ public:
+  enum Value : uint8_t { Ce, AtspeedS, AtspeedR, WordKd, TvdKd, SeqKd };
+  constexpr Objective(Value v = Ce) : value_(v) {}  // NOLINT: implicit on purpose
+  constexpr Value value() const { return value_; }
+  constexpr bool operator==(const Objective&) const = default;
+  const char* name() const;  // ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd
+  // Everything but ce aligns to a teacher.
+  constexpr bool needs_teacher() const { return value_ != Ce; }
+  // The objectives fed the teacher's K beam rows as well as the ground truth.
+  constexpr bool needs_beams() const { return value_ == AtspeedS || value_ == AtspeedR || value_ == SeqKd; }
+  // The objectives with per-slot allowed sets (the reference's others reject them).
+  constexpr bool supports_constrained_loss() const { return value_ == Ce || value_ == AtspeedS || value_ == AtspeedR; }
+  static std::optional<Objective> from_name(const std::string& text);
+  // Error(Config) naming `field` and the known names for an unknown one.
+  static Objective parse(const std::string& text, const std::string& field);
+
+ private:
+  Value value_;
+};
+
 struct AlignmentOptions {
-  // ce (CE only, no alignment), atspeed_s, atspeed_r, wordkd, tvdkd, seqkd.
-  std::string objective = "ce";
+  Objective objective = Objective::Ce;
   // loss = (1 - alpha) * CE + alpha * L_align. SPEC §4.3: 0.7 in the reference's train.sh.
   double alpha = 0.7;
   // Use the per-slot allowed sets (slot_mask). atspeed_s: mask logits to -inf outside the set before
@@ -53,8 +75,8 @@ struct AlignmentOptions {
   // K_tok: AtSpeed-S compares the student's top-K tokens per slot (clamped to V).
   int64_t top_k_tokens = 20;
 
-  // Error(Config) on an unknown objective, alpha outside [0, 1], temperature <= 0, top_k_tokens < 1,
-  // and constrained_loss with wordkd/tvdkd/seqkd (the reference's constructors reject it too).
+  // Error(Config) on alpha outside [0, 1], temperature <= 0, top_k_tokens < 1, and constrained_loss
+  // with wordkd/tvdkd/seqkd (the reference's constructors reject it too).
   void validate() const;
 };
 
@@ -117,7 +139,7 @@ at::Tensor mix(const at::Tensor& ce, const at::Tensor& align, double alpha);
 
 // The alignment loss of `objective` (one of AlignmentOptions' names) from the inputs it needs;
 // undefined for "ce". Throws Error(Internal) when a needed input is missing or misshaped.
-at::Tensor alignment_loss(const std::string& objective, const AlignmentInputs& inputs, const AlignmentOptions& opts);
+at::Tensor alignment_loss(Objective objective, const AlignmentInputs& inputs, const AlignmentOptions& opts);
 // The same with opts.objective.
 at::Tensor alignment_loss(const AlignmentInputs& inputs, const AlignmentOptions& opts);
 

@@ -28,7 +28,7 @@ double value(const torch::Tensor& t) { return t.item<double>(); }
 
 AlignmentOptions opts_for(const std::string& objective) {
   AlignmentOptions o;
-  o.objective = objective;
+  o.objective = Objective::parse(objective, "train.objective");
   return o;
 }
 
@@ -237,23 +237,23 @@ TEST(ObjectiveTest, DispatcherMatchesDirectCalls) {
   in.student_gt = torch::randn({2, 5, 7}, kF64);
   in.teacher_gt = torch::randn({2, 5, 7}, kF64);
   const AlignmentOptions o;
-  EXPECT_EQ(value(alignment_loss("atspeed_s", in, o)), value(atspeed_s_loss(in.student_beams, in.teacher_beams, {}, o)));
-  EXPECT_EQ(value(alignment_loss("atspeed_r", in, o)), value(atspeed_r_loss(in.student_beams, in.teacher_beams, {}, o)));
-  EXPECT_EQ(value(alignment_loss("wordkd", in, o)), value(wordkd_loss(in.student_gt, in.teacher_gt)));
-  EXPECT_EQ(value(alignment_loss("tvdkd", in, o)), value(tvdkd_loss(in.student_gt, in.teacher_gt)));
-  EXPECT_EQ(value(alignment_loss("seqkd", in, o)), value(seqkd_loss(in.student_beams, in.beam_labels)));
+  EXPECT_EQ(value(alignment_loss(Objective::AtspeedS, in, o)), value(atspeed_s_loss(in.student_beams, in.teacher_beams, {}, o)));
+  EXPECT_EQ(value(alignment_loss(Objective::AtspeedR, in, o)), value(atspeed_r_loss(in.student_beams, in.teacher_beams, {}, o)));
+  EXPECT_EQ(value(alignment_loss(Objective::WordKd, in, o)), value(wordkd_loss(in.student_gt, in.teacher_gt)));
+  EXPECT_EQ(value(alignment_loss(Objective::TvdKd, in, o)), value(tvdkd_loss(in.student_gt, in.teacher_gt)));
+  EXPECT_EQ(value(alignment_loss(Objective::SeqKd, in, o)), value(seqkd_loss(in.student_beams, in.beam_labels)));
   // A missing input or mask is a trainer bug.
   AlignmentInputs missing;
   missing.student_gt = in.student_gt;
   try {
-    alignment_loss("wordkd", missing, o);
+    alignment_loss(Objective::WordKd, missing, o);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Internal);
   }
   AlignmentOptions c;
   c.constrained_loss = true;
-  EXPECT_THROW(alignment_loss("atspeed_r", in, c), Error);
+  EXPECT_THROW(alignment_loss(Objective::AtspeedR, in, c), Error);
 }
 
 TEST(ObjectiveTest, ValidateRejectsBadOptions) {
@@ -267,7 +267,13 @@ TEST(ObjectiveTest, ValidateRejectsBadOptions) {
     }
   };
   for (const char* name : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"}) EXPECT_NO_THROW(opts_for(name).validate());
-  expect_config_error(opts_for("atspeed"), "train.objective");
+  try {  // an unknown name never becomes an Objective: the error names the field
+    opts_for("atspeed");
+    ADD_FAILURE() << "atspeed was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Config);
+    EXPECT_NE(e.message().find("train.objective"), std::string::npos) << e.message();
+  }
   auto o = opts_for("atspeed_r");
   o.alpha = 1.5;
   expect_config_error(o, "train.alpha");
