@@ -65,7 +65,7 @@ void run_matmul(const MatmulOptions& opt) {
     const auto pos = info.find("BLAS_INFO=");
     if (pos != std::string::npos) blas = info.substr(pos + 10, info.find(',', pos) - pos - 10);
   }
-  const at::Device device = resolve_device(opt.device);
+  const at::Device device = resolve_device(opt.device, "bench matmul --device");
   const auto opts = at::TensorOptions().dtype(parse_dtype(opt.dtype)).device(device);
   const std::string where = device.is_cpu() ? std::to_string(at::get_num_threads()) + " threads, BLAS " + blas
                                             : device.str();

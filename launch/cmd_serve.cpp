@@ -43,6 +43,7 @@
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/serve_config.h"
+#include "serve/server.h"
 #include "serve/worker.h"
 
 namespace atspeed::launch {
@@ -66,68 +67,16 @@ ShardSize shard_size(model::LlamaModelImpl& m) {
   return s;
 }
 
-// The device of this rank's shard. NCCL's all-reduces run on cuda:(local rank mod devices), the
-// device make_nccl_communicator picks. MPI stages device tensors through host memory, so
-// `mpirun -np 2 atspeed serve dist.tp=2 dist.backend=mpi decode.device=cuda` puts both shards on the
-// one GPU (NCCL cannot put two ranks on one device): correct, not fast.
-c10::Device shard_device(const std::string& backend, const std::string& name) {
-  if (backend != "nccl") {
-    const c10::Device d = resolve_device(name);
-    if (!d.is_cpu()) {
-      spdlog::warn("decode.device = {} with dist.backend = {}: the tensor-parallel all-reduces go through host memory; "
-                   "dist.backend=nccl is the fast path across GPUs", name, backend);
-    }
-    return d;
-  }
-  const int count = static_cast<int>(torch::cuda::device_count());
-  ATSPEED_ENSURE(Device, count > 0, "dist.backend=nccl but no CUDA device is available");
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_cuda_device(count)));
-}
-
-// Rank 0 releases the workers on every way out of run_serve(): after an error once they are in
-// run_worker() (a port already in use, say), they would wait in a broadcast forever and rank 0 in
-// MPI_Finalize for them, a hang instead of an exit code. A failing stop broadcast while unwinding
-// terminates the process, which mpirun also turns into an exit.
-class WorkerRelease {
- public:
-  explicit WorkerRelease(serve::BroadcastDecoder* broadcaster) : broadcaster_(broadcaster) {}
-  WorkerRelease(const WorkerRelease&) = delete;
-  WorkerRelease& operator=(const WorkerRelease&) = delete;
-  ~WorkerRelease() { release(); }
-  void release() {
-    if (broadcaster_ != nullptr) std::exchange(broadcaster_, nullptr)->stop_workers();
-  }
-
- private:
-  serve::BroadcastDecoder* broadcaster_;
-};
-
 void run_serve(const ServeOptions& o) {
-  // Block the stop signals in this thread before any other thread exists (libtorch's pools, the
-  // engine, httplib's workers inherit the mask), so only the sigwait() below ever sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
+  const sigset_t stop_signals = serve::block_stop_signals();
   const Config config = load_config(o.overrides);
   auto data = read_section<DataConfig>(config, "data");
   const auto dec = read_section<DecodeConfig>(config, "decode");
   const auto sc = read_section<ServeConfig>(config, "serve");
   const auto dist = read_section<DistConfig>(config, "dist");
-  // A server is one tp group spanning every rank: with more ranks than tp, each group would bind
-  // the same port (a data-parallel server needs a load balancer in front, not mpirun).
-  std::unique_ptr<Communicator> control = launched_by_mpirun() ? make_mpi_communicator() : make_local_communicator();
-  const int world = control->size();
-  const int rank = control->rank();
-  ATSPEED_ENSURE(Config, world == 1 || dist.tp > 1, world, " ranks with dist.tp = 1: every rank would serve the same ",
-                 "port; serve tensor-parallel with `mpirun -np ", world, " atspeed serve dist.tp=", world,
-                 "`, or start one process per server");
-  ATSPEED_ENSURE(Config, dist.tp == world, "dist.tp = ", dist.tp, " but ", world, " ranks: a tensor-parallel server ",
-                 "uses every rank as one group; run `mpirun -np ", dist.tp, " atspeed serve dist.tp=", dist.tp, "`");
-  ATSPEED_ENSURE(Config, world == 1 || dist.backend != "local", "dist.backend = local with dist.tp = ", dist.tp,
-                 ": tensor-parallel serving needs mpi or nccl");
+  serve::ServingTopology topo = serve::ServingTopology::make(dist.tp, dist.backend, dec.device);
+  const int rank = topo.rank, tp = topo.tp;
+  const c10::Device device = topo.device;
   ATSPEED_ENSURE(Config, data.constraint == "trie", "data.constraint = ", data.constraint,
                  ": a server returns items, so it decodes with the trie (SPEC §9.1); set data.constraint=trie");
 
@@ -144,15 +93,6 @@ void run_serve(const ServeOptions& o) {
                    sc.draft, ": prompt layout (data.sep_token = ", draft_data.sep_token, ", data.history_len = ",
                    draft_data.history_len, ") differs from the target's (", data.sep_token, ", ", data.history_len, ")");
   }
-  const int tp = dist.tp;
-  // The model's all-reduces run on the tp group (NCCL on GPUs); the batch broadcasts of
-  // serve/worker.h always go over `control` (MPI, CPU tensors). Both are used from one thread at a
-  // time on every rank (the engine's decode thread on rank 0, the main thread elsewhere).
-  std::unique_ptr<Communicator> tp_group;
-  if (tp > 1) {
-    tp_group = dist.backend == "nccl" ? make_nccl_communicator(-1) : make_tp_communicator(*control, tp);
-  }
-  const c10::Device device = tp > 1 ? shard_device(tp_group->backend(), dec.device) : resolve_device(dec.device);
   // The draft is sharded like the target rather than replicated, although it is small: every rank
   // must grow the very same trees or the target's all-reduces stop lining up (a hang, not an
   // error). A sharded draft's logits come out of an all-reduce, identical on every rank; a
@@ -162,7 +102,7 @@ void run_serve(const ServeOptions& o) {
   auto load = [&](const CheckpointReader& reader, const std::string& role) {
     model::LlamaModel m = tp > 1 ? load_model_shard_for(reader, ds, device, role, rank, tp, dec.dtype)
                                  : load_model_for(reader, ds, device, role, dec.dtype);
-    if (tp > 1) m->set_tensor_parallel(tp_group.get());
+    if (tp > 1) m->set_tensor_parallel(topo.tp_group.get());
     const ShardSize size = shard_size(*m);
     // Tests parse this line (per rank: what it holds and read; the pid to signal rank 0 alone).
     spdlog::info("tp rank {}/{} pid {}: {} split_elements={} replicated_elements={} bytes_read={}", rank, tp, getpid(),
@@ -208,20 +148,6 @@ void run_serve(const ServeOptions& o) {
   // relaxed mode's randomness comes from the per-request seeds in it, drawn on rank 0).
   serve::ModelDecoder decoder(std::move(target_scorer), std::move(draft_scorer), constraint,
                               serve::SpeculativeSettings{dec.gamma, dec.temperature, dec.top_k});
-  if (rank > 0) {
-    // A stop signal here stays blocked (pending): rank 0 drains its requests first, then its stop
-    // message ends this loop, so every rank exits 0 whether mpirun forwarded the signal or not.
-    spdlog::info("tp rank {}/{}: worker ready", rank, tp);
-    const int64_t batches = serve::run_worker(*control, decoder);
-    spdlog::info("tp rank {}/{}: stopped after {} batches", rank, tp, batches);
-    return;
-  }
-  std::unique_ptr<serve::BroadcastDecoder> broadcaster;
-  if (tp > 1) broadcaster = std::make_unique<serve::BroadcastDecoder>(*control, decoder);
-  WorkerRelease workers(broadcaster.get());
-  serve::Decoder& engine_decoder = broadcaster ? static_cast<serve::Decoder&>(*broadcaster) : decoder;
-  serve::ServeMetrics metrics;
-  serve::Engine engine(engine_decoder, serve::EngineOptions{sc.max_batch, sc.max_wait_ms, sc.max_queue}, &metrics);
   serve::RequestLimits limits;
   limits.max_history = sc.max_history;
   limits.history_len = data.history_len;
@@ -233,35 +159,10 @@ void run_serve(const ServeOptions& o) {
   limits.plan = plan;
   limits.default_draft_width = dec.draft_width;
   limits.has_draft = draft_reader != nullptr;
-  serve::HttpServer http(engine, *ds.catalog, limits,
-                         serve::HttpOptions{sc.host, sc.port, sc.max_body_bytes, sc.request_timeout_ms, sc.http_threads},
-                         metrics);
-  const int port = http.bind();
-  spdlog::info("{} items ({}), target {}{}{}, device {}, dist.tp {}, max_batch {}, max_wait_ms {}, default mode {}",
-               ds.num_items(), ds.name, sc.target, draft_reader ? ", draft " : "", sc.draft, device.str(), tp,
-               sc.max_batch, sc.max_wait_ms, sc.default_mode.name());
-  // Tests and scripts parse this line for the port (serve.port=0 picks a free one).
-  std::cout << "serving on http://" << sc.host << ":" << port << std::endl;
-
-  std::atomic<bool> signalled{false};
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    if (signalled.exchange(true)) return;  // the main thread's wake-up below, not a real signal
-    spdlog::info("signal {}: no new connections, answering in-flight requests", sig);
-    http.stop();
-    // Queued requests are decoded at once (no waiting for batches to fill); their handlers answer
-    // them, and only then does serve() return.
-    engine.stop();
-  });
-  http.serve();  // returns after stop(), once the connection threads have finished their requests
-  // serve() can also return on its own (a listen failure): wake the waiter so it can be joined.
-  if (!signalled.exchange(true)) pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-  engine.stop();
-  // The engine's decode thread has finished: no batch broadcast can follow this one.
-  workers.release();
-  spdlog::info("stopped");
+  serve::run_server(topo, decoder, sc, limits, *ds.catalog, stop_signals,
+                    fmt::format("{} items ({}), target {}{}{}, device {}, dist.tp {}, max_batch {}, max_wait_ms {}, "
+                                "default mode {}", ds.num_items(), ds.name, sc.target, draft_reader ? ", draft " : "",
+                                sc.draft, device.str(), tp, sc.max_batch, sc.max_wait_ms, sc.default_mode.name()));
 }
 
 const RegisterCommand register_serve([](CLI::App& app) {

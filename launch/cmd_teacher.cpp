@@ -62,7 +62,7 @@ void run_teacher(const TeacherOptions& o) {
   comm->barrier();
   if (comm->rank() != 0) ds = load_dataset(data);
   apply_prompt_settings(reader, data);
-  const c10::Device device = resolve_device(tc.device);
+  const c10::Device device = resolve_device(tc.device, "teacher.device");
   model::LlamaModel target = load_model_for(reader, ds, device, "target");
   const std::string target_fp = model::parameter_fingerprint(*target);
   const std::string out = tc.out.empty() ? (fs::path(run.out_dir) / "teacher").string() : tc.out;

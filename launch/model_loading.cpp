@@ -12,14 +12,6 @@
 
 namespace atspeed::launch {
 
-c10::Device resolve_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
-  if (name.rfind("cuda", 0) == 0) {
-    ATSPEED_ENSURE(Device, torch::cuda::is_available(), "decode.device = ", name, " but no CUDA device is available");
-  }
-  return c10::Device(name);
-}
-
 void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data) {
   const Config stored = Config::from_yaml(reader.attributes().config_yaml, reader.path() + ":config_yaml");
   if (stored.has("data.sep_token")) {

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "core/device.h"
 #include "core/io/checkpoint.h"
 #include "core/model/llama.h"
 #include "data/data_config.h"
@@ -13,8 +14,7 @@
 
 namespace atspeed::launch {
 
-// "auto" (cuda when available), "cpu", "cuda", "cuda:N"; Error(Device) when CUDA is asked for and absent.
-c10::Device resolve_device(const std::string& name);
+using atspeed::resolve_device;  // core/device.h
 
 // Takes data.sep_token / data.history_len from the checkpoint's stored config when present (a model
 // only understands its own prompt layout), warning when they differ from `data`.

@@ -1,4 +1,4 @@
-// Tensor-parallel serving (DESIGN §3 "Server"), wired in launch/cmd_serve.cpp.
+// Tensor-parallel serving (DESIGN §3 "Server"), wired in serve/server.cpp.
 //
 // Under `mpirun -np N atspeed serve dist.tp=N`, every rank loads its shard of the target (and the
 // draft) and builds the same ModelDecoder; the sharded forward all-reduces inside each layer, so
@@ -11,7 +11,7 @@
 //
 // Wire format (two broadcasts per batch from root 0): header int64 [3] = {command, jobs, payload
 // length} (command 0 = batch, 1 = stop), then payload int64 [length] =
-// {mode, k, draft_width, then per job: seed, history_used, prompt length, prompt tokens...}.
+// {mode, k, draft_width, gamma, then per job: seed, history_used, prompt length, prompt tokens...}.
 // The wire format is tested with the local communicator (tests/unit/test_serve.cpp), the whole
 // path through mpirun in tests/integration/test_serve_tp_cli.cpp.
 #pragma once
