@@ -162,29 +162,33 @@ json.dump(j, open(out, "w"), indent=2)
 EOF
 
 # --- tests ---------------------------------------------------------------------------------------
-stage tests 100 "$build/tests/atspeed_tests" --gtest_filter='*_CUDA*' --gtest_output="xml:$work/cuda_tests.xml"
+stage tests 90 "$build/tests/atspeed_tests" --gtest_filter='*_CUDA*' --gtest_output="xml:$work/cuda_tests.xml"
 
 # --- benchmarks ----------------------------------------------------------------------------------
 data=(data="$ATSPEED_KIT_DATA" data.dir="$kit/shared/data/amazon/$ATSPEED_KIT_DATA")
 users=200
 [ $dry = 1 ] && users=20
 for dt in float32 bfloat16; do
-  stage "decode_$dt" 50 "$bin" bench decode --target "$kit/models/quickstart_target.h5" \
+  # auto plans on 16 validation users (its plan and predictions land in the JSON's "auto").
+  methods=(target sampling strict relaxed)
+  [ $dt = float32 ] && methods+=(auto)
+  stage "decode_$dt" 60 "$bin" bench decode --target "$kit/models/quickstart_target.h5" \
     --draft "$kit/models/quickstart_draft.h5" --users $users --ks 1 5 20 --batch-sizes 1 8 \
-    --methods target sampling strict relaxed --json "$work/bench_decode_$dt.json" --plot none "${data[@]}" \
-    decode.device=$device decode.dtype=$dt run.threads=$threads run.out_dir="$work/decode_$dt"
+    --methods "${methods[@]}" --calib-users 16 --json "$work/bench_decode_$dt.json" --plot none -- "${data[@]}" \
+    decode.device=$device decode.dtype=$dt run.threads=$threads run.out_dir="$work/decode_$dt" \
+    decode.auto.cache_dir="$work/plans"
 done
 shrink=()
 steps=60
 [ $dry = 1 ] && shrink=(model.num_hidden_layers=2) && steps=4
 for m in target_small quickstart_draft; do
-  stage "train_$m" 30 "$bin" train-target "${data[@]}" model=$m "${shrink[@]}" train=quickstart \
+  stage "train_$m" 25 "$bin" train-target "${data[@]}" model=$m "${shrink[@]}" train=quickstart \
     train.device=$device train.max_steps=$steps train.eval_every=0 train.checkpoint_every=0 train.log_every=10 \
     run.threads=$threads run.out_dir="$work/train_$m"
 done
 
 # The paper's shapes (LLaMA-7B target, LLaMA-68M draft) through HF transformers, bf16.
-[ $dry = 0 ] && stage forward_cost 40 env -u LD_LIBRARY_PATH "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
+[ $dry = 0 ] && stage forward_cost 35 env -u LD_LIBRARY_PATH "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
 
 # --- table ---------------------------------------------------------------------------------------
 {
