@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "core/config_types.h"
 #include "core/errors.h"
@@ -57,6 +58,12 @@ double time_matmul(int64_t n, int repeats, const at::TensorOptions& opts) {
 }
 
 void run_matmul(const MatmulOptions& opt) {
+  ATSPEED_ENSURE(Usage, !opt.sizes.empty(), "--sizes: at least one matrix size");
+  std::set<int64_t> seen;
+  for (int64_t n : opt.sizes) {
+    ATSPEED_ENSURE(Usage, n >= 1 && n <= 65536, "--sizes: ", n, " is not a matrix size in [1, 65536]");
+    ATSPEED_ENSURE(Usage, seen.insert(n).second, "--sizes lists ", n, " twice");
+  }
   Config config = load_config(opt.overrides);
   const auto run = read_section<RunConfig>(config, "run");
   std::string blas = "unknown";

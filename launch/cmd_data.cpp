@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <iostream>
 
 #include "core/config.h"
@@ -88,6 +89,11 @@ void run_preprocess(const PreprocessCliOptions& o) {
   const Config config = load_config(o.overrides);
   const auto data = read_section<DataConfig>(config, "data");
   const Vocabulary vocab(data.levels, data.codebook_size);
+  std::set<std::string> seen;
+  for (const auto& in : o.inputs) {
+    // A file named twice would count its reviews twice.
+    ATSPEED_ENSURE(Usage, seen.insert(std::filesystem::weakly_canonical(in).string()).second, "--input lists ", in, " twice");
+  }
   std::vector<RawInteraction> all;
   for (const auto& in : o.inputs) {
     ReadReport r;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace atspeed {
 
@@ -101,6 +102,8 @@ void EvalConfig::validate() const {
   config_ensure(split == "test" || split == "valid", "eval.split", "must be test or valid (got '" + split + "')");
   config_ensure(!ks.empty(), "eval.ks", "must list at least one cutoff");
   config_ensure(std::all_of(ks.begin(), ks.end(), [](int64_t k) { return k >= 1; }), "eval.ks", "cutoffs must be >= 1");
+  config_ensure(std::set<int64_t>(ks.begin(), ks.end()).size() == ks.size(), "eval.ks",
+                "lists a cutoff twice (results are keyed by K)");
   config_ensure(max_users >= 0, "eval.max_users", "must be >= 0 (0 = all)");
   config_ensure(batch_size >= 1, "eval.batch_size", "must be >= 1");
   config_ensure(log_every_s > 0, "eval.log_every_s", "must be > 0");

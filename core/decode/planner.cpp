@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/config.h"
 #include "core/decode/tree_scorer.h"
@@ -143,6 +144,10 @@ void PlannerOptions::validate() const {
   config_ensure(!gammas.empty() && std::all_of(gammas.begin(), gammas.end(), [](int64_t g) { return g >= 1; }),
                 "decode.auto.gammas", "must be a non-empty list of values >= 1");
   config_ensure(batch_size >= 1, "decode.auto.batch_size", "must be >= 1");
+  for (const auto& [list, key] : {std::pair{&ks, "decode.auto.ks"}, std::pair{&draft_widths, "decode.auto.draft_widths"},
+                                  std::pair{&gammas, "decode.auto.gammas"}}) {
+    config_ensure(std::set<int64_t>(list->begin(), list->end()).size() == list->size(), key, "lists a value twice");
+  }
   config_ensure(min_speedup >= 1.0, "decode.auto.min_speedup", "must be >= 1 (strict must be predicted faster)");
 }
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include "tests/test_util.h"
 
@@ -58,6 +60,25 @@ TEST(CliTest, BenchMatmulWritesJsonAndConfig) {
   EXPECT_NE(text.find("\"gflops\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"threads\": 1"), std::string::npos) << text;
   EXPECT_TRUE(std::filesystem::exists(dir.str("config.yaml")));
+  // Repeated or impossible sizes are usage errors; --dtype and --device are checked.
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--sizes 64 64", "--sizes lists 64 twice"},
+           {"--sizes 0", "--sizes: 0"},
+           {"--sizes 64 --dtype int8", "--dtype"}}) {
+    r = run_atspeed("bench matmul " + args + " --json " + dir.str("bad.json") + " run.threads=1");
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
+TEST(CliTest, ListedTwiceIsAnErrorWhereResultsAreKeyedByTheValue) {
+  // eval.ks and decode.auto.* are config lists: a value listed twice names the key.
+  for (const auto& [override, key] : std::vector<std::pair<std::string, std::string>>{
+           {"eval.ks=[5,5]", "eval.ks"}, {"decode.auto.gammas=[1,1]", "decode.auto.gammas"}}) {
+    auto r = run_atspeed("eval ckpt=none.h5 " + override);
+    EXPECT_EQ(r.exit_code, 3) << override << "\n" << r.output;
+    EXPECT_NE(r.output.find(key), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace
