@@ -134,54 +134,43 @@ void add_spec(std::vector<MethodSpec>& specs, MethodSpec spec) {
   specs.push_back(std::move(spec));
 }
 
-void run_bench_decode(BenchDecodeOptions o) {
-  o.validate();
-  const Config config = load_config(o.overrides);
-  const auto run = read_section<RunConfig>(config, "run");
-  auto data = read_section<DataConfig>(config, "data");
-  const auto dec = read_section<DecodeConfig>(config, "decode");
-  if (o.draft_widths.empty()) o.draft_widths = {dec.draft_width};
-  const bool needs_draft = std::any_of(o.methods.begin(), o.methods.end(), [](const std::string& m) {
-    return m == "strict" || m == "relaxed" || m == "auto";
-  });
-  const bool run_auto = std::find(o.methods.begin(), o.methods.end(), "auto") != o.methods.end();
+// Everything a bench run decodes with, loaded once.
+struct BenchSetup {
+  Dataset ds;
+  at::Device device = at::kCPU;
+  model::LlamaModel target_model{nullptr}, draft_model{nullptr};
+  std::unique_ptr<decode::LlamaTreeScorer> target_scorer, draft_scorer;
+  std::unique_ptr<Constraint> constraint;
+  std::unique_ptr<PromptFormat> format;
+  EvalUsers users;
+};
 
+BenchSetup load_bench(const BenchDecodeOptions& o, DataConfig data, const DecodeConfig& dec, const RunConfig& run,
+                      bool needs_draft) {
+  BenchSetup b;
   const CheckpointReader target_reader(o.target);
   std::unique_ptr<CheckpointReader> draft_reader;
   if (needs_draft) draft_reader = std::make_unique<CheckpointReader>(o.draft);
-  const Dataset ds = load_dataset(data);
+  b.ds = load_dataset(data);
   apply_prompt_settings(target_reader, data);
-  const at::Device device = resolve_device(dec.device);
-  model::LlamaModel target_model = load_model_for(target_reader, ds, device, "target", dec.dtype);
-  model::LlamaModel draft_model{nullptr};
-  if (draft_reader) draft_model = load_model_for(*draft_reader, ds, device, "draft", dec.dtype);
-  if (draft_model) warn_if_draft_larger(*target_model, *draft_model, o.target, o.draft);
-  const PromptFormat format(ds.catalog, data.sep_token);
-  const auto constraint = make_constraint(data.constraint, *ds.catalog);
-  const EvalUsers users = make_eval_users(ds, format, "test", data.history_len, o.users,
-                                          static_cast<uint64_t>(run.seed), dec.seed);
+  b.device = resolve_device(dec.device);
+  b.target_model = load_model_for(target_reader, b.ds, b.device, "target", dec.dtype);
+  if (draft_reader) b.draft_model = load_model_for(*draft_reader, b.ds, b.device, "draft", dec.dtype);
+  if (b.draft_model) warn_if_draft_larger(*b.target_model, *b.draft_model, o.target, o.draft);
+  b.format = std::make_unique<PromptFormat>(b.ds.catalog, data.sep_token);
+  b.constraint = make_constraint(data.constraint, *b.ds.catalog);
+  b.users = make_eval_users(b.ds, *b.format, "test", data.history_len, o.users, static_cast<uint64_t>(run.seed), dec.seed);
+  b.target_scorer = std::make_unique<decode::LlamaTreeScorer>(b.target_model);
+  if (b.draft_model) b.draft_scorer = std::make_unique<decode::LlamaTreeScorer>(b.draft_model);
+  return b;
+}
 
-  decode::LlamaTreeScorer target_scorer(target_model);
-  std::unique_ptr<decode::LlamaTreeScorer> draft_scorer;
-  if (draft_model) draft_scorer = std::make_unique<decode::LlamaTreeScorer>(draft_model);
-  decode::TreeScorer* draft_ptr = draft_scorer.get();
-
-  nlohmann::json out;
-  out["dataset"] = ds.name;
-  out["target"] = o.target;
-  out["draft"] = o.draft;
-  out["users"] = users.size();
-  out["constraint"] = constraint->name();
-  out["device"] = device.str();
-  out["dtype"] = dec.dtype;
-  out["threads"] = at::get_num_threads();
-  out["ks"] = o.ks;
-  out["batch_sizes"] = o.batch_sizes;
-  std::cout << fmt::format("bench decode: {} test users of {}, constraint {}, device {}, {} threads\n", users.size(),
-                           ds.name, constraint->name(), device.str(), at::get_num_threads());
-  torch::NoGradGuard no_grad;
-
-  // ---- Cost model (batch 1, the prompt of typical length).
+// The cost model (batch 1, the prompt of typical length), printed, with the ideal speedup if every
+// drafted level were accepted; returns its JSON.
+nlohmann::json measure_cost_model(BenchSetup& b, const BenchDecodeOptions& o) {
+  const auto& users = b.users;
+  decode::TreeScorer& target_scorer = *b.target_scorer;
+  decode::TreeScorer* draft_ptr = b.draft_scorer.get();
   const std::vector<int64_t> prompt = decode::typical_prompt(users.prompts);
   const int64_t max_n = *std::max_element(o.draft_widths.begin(), o.draft_widths.end());
   const int64_t max_k = *std::max_element(o.ks.begin(), o.ks.end());
@@ -228,200 +217,226 @@ void run_bench_decode(BenchDecodeOptions o) {
     }
   }
   cost_json["ideal"] = ideal;
-  out["cost_model"] = cost_json;
+  return cost_json;
+}
 
-  // ---- auto: one plan per batch size (a plan is only valid for the batch size it was made for).
+// auto's plans, one per batch size (a plan is only valid for the batch size it was made for);
+// their choices go into `auto_json`.
+std::map<int64_t, decode::Plan> plan_auto(BenchSetup& b, const BenchDecodeOptions& o, const DecodeConfig& dec,
+                                          const DataConfig& data, nlohmann::json& auto_json) {
+  const auto& ds = b.ds;
+  const auto& format = *b.format;
+  const auto& constraint = b.constraint;
+  const at::Device device = b.device;
+  decode::TreeScorer& target_scorer = *b.target_scorer;
+  decode::TreeScorer* draft_ptr = b.draft_scorer.get();
   std::map<int64_t, decode::Plan> plans;
-  nlohmann::json auto_json = nlohmann::json::array();
-  if (run_auto) {
-    decode::AutoOptions ao = dec.auto_plan;
-    ao.planner.ks = o.ks;
-    if (o.calib_users > 0) ao.calib_users = o.calib_users;
-    const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
-    std::cout << fmt::format("\nauto: planning K = {} on {} validation users\n", fmt::join(o.ks, ","), calib.size());
-    for (int64_t bs : o.batch_sizes) {
-      const auto key = decode::PlanKey::of(o.target, o.draft, device.str(), dec.dtype, constraint->name(),
-                                           at::get_num_threads(), bs, static_cast<int64_t>(calib.size()), ao.planner);
-      bool from_cache = false;
-      plans[bs] = decode::load_or_make_plan(target_scorer, *draft_ptr, *constraint, calib.prompts, ao, key,
-                                            dec.run_settings(decode::DecodeMode::Strict, 0), &from_cache);
-      for (const auto& c : plans[bs].choices) {
-        std::cout << fmt::format("  batch {} K={:<3} {}  (predicted ms/request: target {:.3f}, strict N={} gamma={} {:.3f})\n",
-                                 bs, c.k, c.mode.is_strict() ? fmt::format("strict N={} gamma={}", c.draft_width, c.gamma)
-                                                             : std::string("target beam search"),
-                                 c.target_s * 1e3, c.best_draft_width, c.best_gamma, c.strict_s * 1e3);
-        auto_json.push_back({{"batch_size", bs}, {"k", c.k}, {"mode", c.mode.name()}, {"n", c.draft_width},
-                             {"gamma", c.gamma}, {"predicted_target_ms", c.target_s * 1e3},
-                             {"predicted_strict_ms", c.strict_s * 1e3}, {"best_n", c.best_draft_width},
-                             {"best_gamma", c.best_gamma}, {"min_speedup", ao.planner.min_speedup},
-                             {"from_cache", from_cache}});
-      }
+  decode::AutoOptions ao = dec.auto_plan;
+  ao.planner.ks = o.ks;
+  if (o.calib_users > 0) ao.calib_users = o.calib_users;
+  const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
+  std::cout << fmt::format("\nauto: planning K = {} on {} validation users\n", fmt::join(o.ks, ","), calib.size());
+  for (int64_t bs : o.batch_sizes) {
+    const auto key = decode::PlanKey::of(o.target, o.draft, device.str(), dec.dtype, constraint->name(),
+                                         at::get_num_threads(), bs, static_cast<int64_t>(calib.size()), ao.planner);
+    bool from_cache = false;
+    plans[bs] = decode::load_or_make_plan(target_scorer, *draft_ptr, *constraint, calib.prompts, ao, key,
+                                          dec.run_settings(decode::DecodeMode::Strict, 0), &from_cache);
+    for (const auto& c : plans[bs].choices) {
+      std::cout << fmt::format("  batch {} K={:<3} {}  (predicted ms/request: target {:.3f}, strict N={} gamma={} {:.3f})\n",
+                               bs, c.k, c.mode.is_strict() ? fmt::format("strict N={} gamma={}", c.draft_width, c.gamma)
+                                                           : std::string("target beam search"),
+                               c.target_s * 1e3, c.best_draft_width, c.best_gamma, c.strict_s * 1e3);
+      auto_json.push_back({{"batch_size", bs}, {"k", c.k}, {"mode", c.mode.name()}, {"n", c.draft_width},
+                           {"gamma", c.gamma}, {"predicted_target_ms", c.target_s * 1e3},
+                           {"predicted_strict_ms", c.strict_s * 1e3}, {"best_n", c.best_draft_width},
+                           {"best_gamma", c.best_gamma}, {"min_speedup", ao.planner.min_speedup},
+                           {"from_cache", from_cache}});
     }
   }
-  out["auto"] = auto_json;
+  return plans;
+}
 
-  // ---- The interleaved runs.
-  nlohmann::json results = nlohmann::json::array();
-  const int64_t total_work = static_cast<int64_t>(o.ks.size() * o.batch_sizes.size() * users.size());
-  ProgressBar bar("bench", total_work, stderr);
-  int64_t work = 0;
-  for (int64_t k : o.ks) {
-    for (int64_t bs : o.batch_sizes) {
-      std::vector<MethodSpec> specs;
-      for (const auto& m : o.methods) {
-        if (m == "target") add_spec(specs, {"target", "target", 0, 0, "target"});
-        if (m == "sampling") add_spec(specs, {"sampling", "sampling", 0, 0, "sampling"});
-        if (m == "naive" && k <= o.naive_max_k) add_spec(specs, {"naive", "naive", 0, 0, "target"});
-        if (m == "strict") {
-          for (int64_t n : o.draft_widths) {
-            const int64_t nn = decode::effective_draft_width(n, k);
-            add_spec(specs, {fmt::format("strict(N={})", nn), "strict", nn, dec.gamma, "target"});
-          }
-        }
-        if (m == "relaxed") {
-          const int64_t nn = decode::effective_draft_width(dec.draft_width, k);
-          add_spec(specs, {fmt::format("relaxed(N={})", nn), "relaxed", nn, dec.gamma, "sampling"});
-        }
-      }
-      // auto runs as its own configuration even when it equals another one, so it is timed from its
-      // own interleaved runs.
-      std::optional<size_t> auto_index;
-      if (run_auto) {
-        const decode::PlanChoice c = plans.at(bs).choose(k);
-        auto_index = specs.size();
-        if (c.mode.is_strict()) {
-          specs.push_back({fmt::format("auto(N={},g={})", c.draft_width, c.gamma), "strict", c.draft_width, c.gamma, "target"});
-        } else {
-          specs.push_back({"auto(target)", "target", 0, 0, "target"});
-        }
-      }
-      auto index_of = [&](const std::string& kind) -> std::optional<size_t> {
-        for (size_t i = 0; i < specs.size(); ++i) {
-          if (specs[i].kind == kind && specs[i].n == 0 && (!auto_index || i != *auto_index)) return i;
-        }
-        return std::nullopt;
-      };
-      std::vector<std::vector<Row>> rows(specs.size());
-      for (size_t begin = 0; begin < users.size(); begin += static_cast<size_t>(bs)) {
-        const size_t end = std::min(users.size(), begin + static_cast<size_t>(bs));
-        const std::vector<std::vector<int64_t>> prompts(users.prompts.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                        users.prompts.begin() + static_cast<std::ptrdiff_t>(end));
-        const std::vector<uint64_t> seeds(users.seeds.begin() + static_cast<std::ptrdiff_t>(begin),
-                                          users.seeds.begin() + static_cast<std::ptrdiff_t>(end));
-        // Interleaved: every method on this batch before the next batch, in alternating order (forward
-        // on even batches, backward on odd ones) so that running first or last (warm caches, a burst
-        // of load) favours no method.
-        const bool backward = (begin / static_cast<size_t>(bs)) % 2 == 1;
-        for (size_t step = 0; step < specs.size(); ++step) {
-          const size_t si = backward ? specs.size() - 1 - step : step;
-          const MethodSpec& spec = specs[si];
-          std::vector<decode::RunOutput> res;
-          if (spec.kind == "naive") {
-            const auto t0 = std::chrono::steady_clock::now();
-            const auto naive = decode::NaiveBeamSearch(target_model, *constraint, dec.search_options(k)).run(prompts, seeds);
-            const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            for (const auto& r : naive) {
-              decode::RunOutput ro;
-              ro.beams = r.beams;
-              ro.target_forwards = r.stats.forward_calls;
-              ro.seconds = t;
-              res.push_back(std::move(ro));
-            }
-          } else {
-            decode::RunSettings s = dec.run_settings(spec.kind == "sampling" ? decode::DecodeMode::Target
-                                                                             : *decode::DecodeMode::from_name(spec.kind), k);
-            s.sample = spec.kind == "sampling";
-            if (spec.n > 0) s.draft_width = spec.n;
-            if (spec.gamma > 0) s.gamma = spec.gamma;
-            res = decode::run_batch(target_scorer, draft_ptr, *constraint, s, prompts, seeds);
-          }
-          for (auto& r : res) {
-            const double t = r.seconds;
-            rows[si].push_back({t, t / static_cast<double>(res.size()), std::move(r)});
-          }
-        }
-        work += static_cast<int64_t>(end - begin);
-        bar.update(work, fmt::format("K={} batch {}", k, bs));
-      }
-      // Summaries.
-      const auto target_i = index_of("target");
-      for (size_t si = 0; si < specs.size(); ++si) {
-        const MethodSpec& spec = specs[si];
-        const auto base_i = index_of(spec.baseline);
-        const auto& list = rows[si];
-        const auto& base = base_i ? rows[*base_i] : list;
-        ATSPEED_CHECK(base.size() == list.size(), "bench decode: ", spec.name, " and its baseline decoded different users");
-        std::vector<double> lat;
-        double ratio_sum = 0, total = 0, base_total = 0, tf = 0, df = 0, rounds = 0, accepted = 0;
-        int64_t identical = 0, near_tie = 0, cascade = 0, mismatch = 0;
-        metrics::TopKAccumulator acc({k});
-        // The exact speculative configurations (and auto, whatever it chose) against target beam search.
-        const bool judged = target_i && si != *target_i && (spec.kind == "strict" || (auto_index && si == *auto_index));
-        for (size_t u = 0; u < list.size(); ++u) {
-          const Row& r = list[u];
-          lat.push_back(r.latency);
-          total += r.share;
-          base_total += base[u].share;
-          ratio_sum += base[u].latency / r.latency;
-          tf += static_cast<double>(r.out.target_forwards);
-          df += static_cast<double>(r.out.draft_forwards);
-          rounds += static_cast<double>(r.out.rounds);
-          for (int64_t m : r.out.accepted_levels) accepted += static_cast<double>(m);
-          acc.add_at(0, ranking_of(*ds.catalog, r.out.beams), users.truth[u]);
-          if (!judged) continue;
-          const Row& t = rows[*target_i][u];
-          switch (metrics::compare_lists(r.out.beams, t.out.beams, t.out.min_boundary_gap)) {
-            case metrics::Agreement::Identical: ++identical; break;
-            case metrics::Agreement::NearTie: ++near_tie; break;
-            case metrics::Agreement::NearTieCascade: ++near_tie; ++cascade; break;
-            case metrics::Agreement::Mismatch:
-              ++mismatch;
-              spdlog::warn("K={} {}: test user {} differs from target beam search (smallest boundary gap {:.3g}): "
-                           "first items {} ({:.5f}) vs {} ({:.5f})", k, spec.name, users.samples[u].user,
-                           t.out.min_boundary_gap,
-                           r.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(r.out.beams[0].tokens),
-                           r.out.beams.empty() ? 0.0f : r.out.beams[0].score,
-                           t.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(t.out.beams[0].tokens),
-                           t.out.beams.empty() ? 0.0f : t.out.beams[0].score);
-              break;
-          }
-        }
-        const double n = static_cast<double>(list.size());
-        nlohmann::json row = {{"k", k},
-                              {"batch_size", bs},
-                              {"method", spec.name},
-                              {"kind", spec.kind},
-                              {"baseline", base_i ? spec.baseline : spec.name},
-                              {"draft_width", spec.n},
-                              {"gamma", spec.gamma},
-                              {"requests", list.size()},
-                              {"median_ms", percentile(lat, 0.5) * 1e3},
-                              {"p90_ms", percentile(lat, 0.9) * 1e3},
-                              {"speedup_mean_ratio", ratio_sum / n},
-                              {"speedup_total", base_total / total},
-                              {"target_forwards", tf / n},
-                              {"draft_forwards", df / n},
-                              {"recall", acc.recall(0)},
-                              {"ndcg", acc.ndcg(0)}};
-        if (spec.kind == "strict" || spec.kind == "relaxed") {
-          row["rounds"] = rounds / n;
-          row["accepted_levels_per_round"] = rounds > 0 ? accepted / rounds : 0.0;
-        }
-        if (judged) {
-          row["identical_fraction"] = static_cast<double>(identical) / n;
-          row["near_tie_flips"] = near_tie;
-          row["near_tie_cascades"] = cascade;  // of near_tie_flips: rooted at an earlier level's K boundary
-          row["mismatches"] = mismatch;
-          if (mismatch > 0) spdlog::error("K={} {}: {} requests differ from target beam search beyond near-ties", k, spec.name, mismatch);
-        }
-        results.push_back(row);
+// The configurations run at K with batch size bs: each listed method once per distinct setting,
+// then auto's choice as its own configuration, timed from its own runs even when it equals another.
+struct Specs {
+  std::vector<MethodSpec> list;
+  std::optional<size_t> auto_index;
+  // The plain configuration of `kind` (target or sampling), never auto's.
+  std::optional<size_t> index_of(const std::string& kind) const {
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i].kind == kind && list[i].n == 0 && (!auto_index || i != *auto_index)) return i;
+    }
+    return std::nullopt;
+  }
+};
+
+Specs method_specs(const BenchDecodeOptions& o, const DecodeConfig& dec, int64_t k, const decode::Plan* plan) {
+  Specs out;
+  std::vector<MethodSpec>& specs = out.list;
+  for (const auto& m : o.methods) {
+    if (m == "target") add_spec(specs, {"target", "target", 0, 0, "target"});
+    if (m == "sampling") add_spec(specs, {"sampling", "sampling", 0, 0, "sampling"});
+    if (m == "naive" && k <= o.naive_max_k) add_spec(specs, {"naive", "naive", 0, 0, "target"});
+    if (m == "strict") {
+      for (int64_t n : o.draft_widths) {
+        const int64_t nn = decode::effective_draft_width(n, k);
+        add_spec(specs, {fmt::format("strict(N={})", nn), "strict", nn, dec.gamma, "target"});
       }
     }
+    if (m == "relaxed") {
+      const int64_t nn = decode::effective_draft_width(dec.draft_width, k);
+      add_spec(specs, {fmt::format("relaxed(N={})", nn), "relaxed", nn, dec.gamma, "sampling"});
+    }
   }
-  bar.finish();
-  out["results"] = results;
+  if (plan != nullptr) {
+    const decode::PlanChoice c = plan->choose(k);
+    out.auto_index = specs.size();
+    if (c.mode.is_strict()) {
+      specs.push_back({fmt::format("auto(N={},g={})", c.draft_width, c.gamma), "strict", c.draft_width, c.gamma, "target"});
+    } else {
+      specs.push_back({"auto(target)", "target", 0, 0, "target"});
+    }
+  }
+  return out;
+}
 
-  // ---- Table.
+// Every configuration on every batch of `bs` users: interleaved (every method on a batch before the
+// next batch) in alternating order, forward on even batches and backward on odd ones, so running
+// first or last (warm caches, a burst of load) favours no method. Rows are kept by configuration
+// index and user position.
+std::vector<std::vector<Row>> run_interleaved(BenchSetup& b, const Specs& specs, const DecodeConfig& dec, int64_t k,
+                                              int64_t bs, ProgressBar& bar, int64_t& work) {
+  const auto& users = b.users;
+  const auto& spec_list = specs.list;
+  std::vector<std::vector<Row>> rows(spec_list.size());
+  for (size_t begin = 0; begin < users.size(); begin += static_cast<size_t>(bs)) {
+    const size_t end = std::min(users.size(), begin + static_cast<size_t>(bs));
+    const std::vector<std::vector<int64_t>> prompts(users.prompts.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                    users.prompts.begin() + static_cast<std::ptrdiff_t>(end));
+    const std::vector<uint64_t> seeds(users.seeds.begin() + static_cast<std::ptrdiff_t>(begin),
+                                      users.seeds.begin() + static_cast<std::ptrdiff_t>(end));
+    // Interleaved: every method on this batch before the next batch, in alternating order (forward
+    // on even batches, backward on odd ones) so that running first or last (warm caches, a burst
+    // of load) favours no method.
+    const bool backward = (begin / static_cast<size_t>(bs)) % 2 == 1;
+    for (size_t step = 0; step < spec_list.size(); ++step) {
+      const size_t si = backward ? spec_list.size() - 1 - step : step;
+      const MethodSpec& spec = spec_list[si];
+      std::vector<decode::RunOutput> res;
+      if (spec.kind == "naive") {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto naive = decode::NaiveBeamSearch(b.target_model, *b.constraint, dec.search_options(k)).run(prompts, seeds);
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto& r : naive) {
+          decode::RunOutput ro;
+          ro.beams = r.beams;
+          ro.target_forwards = r.stats.forward_calls;
+          ro.seconds = t;
+          res.push_back(std::move(ro));
+        }
+      } else {
+        decode::RunSettings s = dec.run_settings(spec.kind == "sampling" ? decode::DecodeMode::Target
+                                                                         : *decode::DecodeMode::from_name(spec.kind), k);
+        s.sample = spec.kind == "sampling";
+        if (spec.n > 0) s.draft_width = spec.n;
+        if (spec.gamma > 0) s.gamma = spec.gamma;
+        res = decode::run_batch(*b.target_scorer, b.draft_scorer.get(), *b.constraint, s, prompts, seeds);
+      }
+      for (auto& r : res) {
+        const double t = r.seconds;
+        rows[si].push_back({t, t / static_cast<double>(res.size()), std::move(r)});
+      }
+    }
+    work += static_cast<int64_t>(end - begin);
+    bar.update(work, fmt::format("K={} batch {}", k, bs));
+  }
+  return rows;
+}
+
+// One JSON row per configuration: latency, speedup against its baseline, forwards, acceptance,
+// Recall/NDCG, and for the exact speculative configurations (and auto) the strict invariant's judge.
+void summarize(const BenchSetup& b, const Specs& specs, const std::vector<std::vector<Row>>& rows, int64_t k,
+               int64_t bs, nlohmann::json& results) {
+  const auto& ds = b.ds;
+  const auto& users = b.users;
+  const auto& auto_index = specs.auto_index;
+  auto index_of = [&](const std::string& kind) { return specs.index_of(kind); };
+  const auto target_i = index_of("target");
+  for (size_t si = 0; si < specs.list.size(); ++si) {
+    const MethodSpec& spec = specs.list[si];
+    const auto base_i = index_of(spec.baseline);
+    const auto& list = rows[si];
+    const auto& base = base_i ? rows[*base_i] : list;
+    ATSPEED_CHECK(base.size() == list.size(), "bench decode: ", spec.name, " and its baseline decoded different users");
+    std::vector<double> lat;
+    double ratio_sum = 0, total = 0, base_total = 0, tf = 0, df = 0, rounds = 0, accepted = 0;
+    int64_t identical = 0, near_tie = 0, cascade = 0, mismatch = 0;
+    metrics::TopKAccumulator acc({k});
+    // The exact speculative configurations (and auto, whatever it chose) against target beam search.
+    const bool judged = target_i && si != *target_i && (spec.kind == "strict" || (auto_index && si == *auto_index));
+    for (size_t u = 0; u < list.size(); ++u) {
+      const Row& r = list[u];
+      lat.push_back(r.latency);
+      total += r.share;
+      base_total += base[u].share;
+      ratio_sum += base[u].latency / r.latency;
+      tf += static_cast<double>(r.out.target_forwards);
+      df += static_cast<double>(r.out.draft_forwards);
+      rounds += static_cast<double>(r.out.rounds);
+      for (int64_t m : r.out.accepted_levels) accepted += static_cast<double>(m);
+      acc.add_at(0, ranking_of(*ds.catalog, r.out.beams), users.truth[u]);
+      if (!judged) continue;
+      const Row& t = rows[*target_i][u];
+      switch (metrics::compare_lists(r.out.beams, t.out.beams, t.out.min_boundary_gap)) {
+        case metrics::Agreement::Identical: ++identical; break;
+        case metrics::Agreement::NearTie: ++near_tie; break;
+        case metrics::Agreement::NearTieCascade: ++near_tie; ++cascade; break;
+        case metrics::Agreement::Mismatch:
+          ++mismatch;
+          spdlog::warn("K={} {}: test user {} differs from target beam search (smallest boundary gap {:.3g}): "
+                       "first items {} ({:.5f}) vs {} ({:.5f})", k, spec.name, users.samples[u].user,
+                       t.out.min_boundary_gap,
+                       r.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(r.out.beams[0].tokens),
+                       r.out.beams.empty() ? 0.0f : r.out.beams[0].score,
+                       t.out.beams.empty() ? -1 : ds.catalog->find_tuple_by_tokens(t.out.beams[0].tokens),
+                       t.out.beams.empty() ? 0.0f : t.out.beams[0].score);
+          break;
+      }
+    }
+    const double n = static_cast<double>(list.size());
+    nlohmann::json row = {{"k", k},
+                          {"batch_size", bs},
+                          {"method", spec.name},
+                          {"kind", spec.kind},
+                          {"baseline", base_i ? spec.baseline : spec.name},
+                          {"draft_width", spec.n},
+                          {"gamma", spec.gamma},
+                          {"requests", list.size()},
+                          {"median_ms", percentile(lat, 0.5) * 1e3},
+                          {"p90_ms", percentile(lat, 0.9) * 1e3},
+                          {"speedup_mean_ratio", ratio_sum / n},
+                          {"speedup_total", base_total / total},
+                          {"target_forwards", tf / n},
+                          {"draft_forwards", df / n},
+                          {"recall", acc.recall(0)},
+                          {"ndcg", acc.ndcg(0)}};
+    if (spec.kind == "strict" || spec.kind == "relaxed") {
+      row["rounds"] = rounds / n;
+      row["accepted_levels_per_round"] = rounds > 0 ? accepted / rounds : 0.0;
+    }
+    if (judged) {
+      row["identical_fraction"] = static_cast<double>(identical) / n;
+      row["near_tie_flips"] = near_tie;
+      row["near_tie_cascades"] = cascade;  // of near_tie_flips: rooted at an earlier level's K boundary
+      row["mismatches"] = mismatch;
+      if (mismatch > 0) spdlog::error("K={} {}: {} requests differ from target beam search beyond near-ties", k, spec.name, mismatch);
+    }
+    results.push_back(row);
+  }
+}
+
+void print_table(const nlohmann::json& results) {
   std::cout << "\n";
   std::cout << fmt::format("{:>3} {:>5} {:<22} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9}\n", "K", "batch",
                            "method", "median ms", "p90 ms", "speedup", "(total)", "acc/rd", "tgt fw", "Recall@K",
@@ -442,6 +457,10 @@ void run_bench_decode(BenchDecodeOptions o) {
                "identical: share of requests equal to target beam search / near-tie flips (score gap < 1e-4 at the\n"
                "list or at an earlier level's K boundary, SPEC §9.2); mismatches are logged with the user.\n";
 
+}
+
+// The JSON (and its config.yaml beside it), then the plot when python3 with matplotlib is there.
+void write_outputs(const BenchDecodeOptions& o, const Config& config, const RunConfig& run, const nlohmann::json& out) {
   std::string path = o.json.empty() ? (fs::path(run.out_dir) / "bench_decode.json").string() : o.json;
   if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
   config.save_to_dir(fs::path(path).has_parent_path() ? fs::path(path).parent_path().string() : ".");
@@ -459,6 +478,55 @@ void run_bench_decode(BenchDecodeOptions o) {
       spdlog::warn("no plot: `{}` failed (needs python3 with matplotlib; `. launch/setup.sh` installs it)", cmd);
     }
   }
+}
+
+void run_bench_decode(BenchDecodeOptions o) {
+  o.validate();
+  const Config config = load_config(o.overrides);
+  const auto run = read_section<RunConfig>(config, "run");
+  const auto data = read_section<DataConfig>(config, "data");
+  const auto dec = read_section<DecodeConfig>(config, "decode");
+  if (o.draft_widths.empty()) o.draft_widths = {dec.draft_width};
+  const bool needs_draft = std::any_of(o.methods.begin(), o.methods.end(), [](const std::string& m) {
+    return m == "strict" || m == "relaxed" || m == "auto";
+  });
+  const bool run_auto = std::find(o.methods.begin(), o.methods.end(), "auto") != o.methods.end();
+  BenchSetup b = load_bench(o, data, dec, run, needs_draft);
+
+  nlohmann::json out;
+  out["dataset"] = b.ds.name;
+  out["target"] = o.target;
+  out["draft"] = o.draft;
+  out["users"] = b.users.size();
+  out["constraint"] = b.constraint->name();
+  out["device"] = b.device.str();
+  out["dtype"] = dec.dtype;
+  out["threads"] = at::get_num_threads();
+  out["ks"] = o.ks;
+  out["batch_sizes"] = o.batch_sizes;
+  std::cout << fmt::format("bench decode: {} test users of {}, constraint {}, device {}, {} threads\n", b.users.size(),
+                           b.ds.name, b.constraint->name(), b.device.str(), at::get_num_threads());
+  torch::NoGradGuard no_grad;
+  out["cost_model"] = measure_cost_model(b, o);
+  nlohmann::json auto_json = nlohmann::json::array();
+  std::map<int64_t, decode::Plan> plans;
+  if (run_auto) plans = plan_auto(b, o, dec, data, auto_json);
+  out["auto"] = auto_json;
+
+  nlohmann::json results = nlohmann::json::array();
+  ProgressBar bar("bench", static_cast<int64_t>(o.ks.size() * o.batch_sizes.size() * b.users.size()), stderr);
+  int64_t work = 0;
+  for (int64_t k : o.ks) {
+    for (int64_t bs : o.batch_sizes) {
+      const Specs specs = method_specs(o, dec, k, run_auto ? &plans.at(bs) : nullptr);
+      const auto rows = run_interleaved(b, specs, dec, k, bs, bar, work);
+      summarize(b, specs, rows, k, bs, results);
+    }
+  }
+  bar.finish();
+  out["results"] = results;
+  print_table(results);
+  write_outputs(o, config, run, out);
 }
 
 const RegisterCommand register_bench_decode([](CLI::App& app) {
