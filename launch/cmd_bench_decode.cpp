@@ -118,14 +118,6 @@ struct MethodSpec {
   bool same_config(const MethodSpec& o) const { return kind == o.kind && n == o.n && gamma == o.gamma; }
 };
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = static_cast<size_t>(std::ceil(pos));
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
-
 // Adds `spec` unless a configuration with the same settings is there already (its name then stays).
 void add_spec(std::vector<MethodSpec>& specs, MethodSpec spec) {
   for (const auto& s : specs) {
@@ -413,8 +405,8 @@ void summarize(const BenchSetup& b, const Specs& specs, const std::vector<std::v
                           {"draft_width", spec.n},
                           {"gamma", spec.gamma},
                           {"requests", list.size()},
-                          {"median_ms", percentile(lat, 0.5) * 1e3},
-                          {"p90_ms", percentile(lat, 0.9) * 1e3},
+                          {"median_ms", metrics::quantile(lat, 0.5) * 1e3},
+                          {"p90_ms", metrics::quantile(lat, 0.9) * 1e3},
                           {"speedup_mean_ratio", ratio_sum / n},
                           {"speedup_total", base_total / total},
                           {"target_forwards", tf / n},

@@ -1,5 +1,7 @@
 #include "serve/serve_config.h"
 
+#include "core/decode/decode_config.h"  // read_mode
+
 namespace atspeed {
 
 void ServeConfig::read(ConfigSection& s) {
@@ -17,11 +19,7 @@ void ServeConfig::read(ConfigSection& s) {
       .get("max_body_bytes", max_body_bytes)
       .get("request_timeout_ms", request_timeout_ms)
       .get("http_threads", http_threads);
-  std::string m = default_mode.name();
-  s.get("default_mode", m);
-  const auto parsed = decode::DecodeMode::from_name(m);
-  if (!parsed) s.fail("default_mode", "must be auto, target, strict or relaxed (got '" + m + "')");
-  default_mode = *parsed;
+  default_mode = read_mode(s, "default_mode", default_mode);
 }
 
 void ServeConfig::validate() const {

@@ -1,6 +1,7 @@
 // Tiny random LLaMA checkpoints for tests that run the real binary (eval, bench decode, serve).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <random>
@@ -14,6 +15,8 @@
 #include "core/model/model_io.h"
 #include "core/vocab/item_catalog.h"
 #include "core/vocab/vocabulary.h"
+#include "data/dataset.h"
+#include "tests/test_util.h"
 
 namespace atspeed::test {
 
@@ -52,6 +55,25 @@ inline void write_model_checkpoint(const std::string& path, model::LlamaModel& m
   CheckpointWriter w(path, attrs);
   model::write_parameters(w, *m);
   w.commit();
+}
+
+// The decode fixture of the CLI tests: a synthetic dataset in dir/syn (200 users, 150 items, seed
+// 4), random target (seed 3, hidden 16) and draft (seed 5, hidden 8) checkpoints with its fingerprint
+// in dir/target.h5 and dir/draft.h5 (4 heads, 2 KV heads, intermediate 2 * hidden: all divide by tp
+// = 2). Returns false (after an ADD_FAILURE naming the output) when `data synth` fails.
+inline bool write_model_fixture(const TempDir& dir) {
+  auto r = run_atspeed("data synth --out " + dir.str("syn") + " --users 200 --items 150 --seed 4");
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "data synth failed:\n" << r.output;
+    return false;
+  }
+  const Dataset ds = load_dataset(dir.str("syn"));
+  const int64_t vocab = ds.catalog->vocab().size();
+  model::LlamaModel target = random_model(vocab, 3, 16);
+  model::LlamaModel draft = random_model(vocab, 5, 8);
+  write_model_checkpoint(dir.str("target.h5"), target, ds.catalog->fingerprint(), "target");
+  write_model_checkpoint(dir.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
+  return true;
 }
 
 // 4 levels x 256 codes (V = 1029). Items share prefixes (8 first codes, 5 second, 3 third), so the

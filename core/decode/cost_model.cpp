@@ -10,17 +10,10 @@
 
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
+#include "core/metrics/metrics.h"  // quantile
 
 namespace atspeed::decode {
 namespace {
-
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = static_cast<size_t>(std::ceil(pos));
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
 
 // Least squares t = a + b n through the points' medians.
 void fit_line(CostCurve& c) {
@@ -84,7 +77,7 @@ CostCurve measure_cost(TreeScorer& scorer, const std::vector<int64_t>& prompt, c
   std::vector<double> prefill;
   scorer.prefill({prompt});  // warm-up
   for (int r = 0; r < options.reps; ++r) prefill.push_back(timed([&] { scorer.prefill({prompt}); }));
-  c.prefill_s = quantile(prefill, 0.5);
+  c.prefill_s = metrics::quantile(prefill, 0.5);
   const int64_t base = scorer.length();
   const int64_t root = static_cast<int64_t>(prompt.size()) - 1;
   std::vector<at::Tensor> tokens, parents;
@@ -104,7 +97,7 @@ CostCurve measure_cost(TreeScorer& scorer, const std::vector<int64_t>& prompt, c
     for (size_t i = 0; i < options.ns.size(); ++i) samples[i].push_back(extend_once(i));
   }
   for (size_t i = 0; i < options.ns.size(); ++i) {
-    c.points.push_back({options.ns[i], quantile(samples[i], 0.5), quantile(samples[i], 0.25), quantile(samples[i], 0.75)});
+    c.points.push_back({options.ns[i], metrics::quantile(samples[i], 0.5), metrics::quantile(samples[i], 0.25), metrics::quantile(samples[i], 0.75)});
   }
   fit_line(c);
   return c;

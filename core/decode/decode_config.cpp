@@ -6,6 +6,14 @@
 
 namespace atspeed {
 
+decode::DecodeMode read_mode(ConfigSection& s, const std::string& key, decode::DecodeMode mode) {
+  std::string name = mode.name();
+  s.get(key, name);
+  const auto parsed = decode::DecodeMode::from_name(name);
+  if (!parsed) s.fail(key, "must be target, strict, relaxed or auto (got '" + name + "')");
+  return *parsed;
+}
+
 void DecodeConfig::read(ConfigSection& s) {
   s.get("name", name)
       .get("beam_width", beam_width)
@@ -18,11 +26,10 @@ void DecodeConfig::read(ConfigSection& s) {
       .get("draft_width", draft_width)
       .get("gamma", gamma);
   // Typed at the boundary: a bad name is an error naming the key and its file.
-  std::string v = verification.name();
-  s.get("verification", v);
-  const auto m = decode::DecodeMode::from_name(v);
-  if (!m || !m->is_speculative()) s.fail("verification", "must be strict or relaxed (got '" + v + "')");
-  verification = *m;
+  verification = read_mode(s, "verification", verification);
+  if (!verification.is_speculative()) {
+    s.fail("verification", std::string("must be strict or relaxed (got '") + verification.name() + "')");
+  }
   ConfigSection a = s.sub("auto");
   a.get("ks", auto_plan.planner.ks)
       .get("draft_widths", auto_plan.planner.draft_widths)
@@ -91,11 +98,7 @@ void EvalConfig::read(ConfigSection& s) {
       .get("out", out)
       .get("log_every_s", log_every_s)
       .get("draft", draft);
-  std::string m = mode.name();
-  s.get("mode", m);
-  const auto parsed = decode::DecodeMode::from_name(m);
-  if (!parsed) s.fail("mode", "must be target, strict, relaxed or auto (got '" + m + "')");
-  mode = *parsed;
+  mode = read_mode(s, "mode", mode);
 }
 
 void EvalConfig::validate() const {

@@ -13,6 +13,10 @@
 
 namespace atspeed {
 
+// Reads `key` of `s` as a DecodeMode (`mode` when absent); an unknown name fails naming the key and
+// its file. The one place a mode is read from a config.
+decode::DecodeMode read_mode(ConfigSection& s, const std::string& key, decode::DecodeMode mode);
+
 struct DecodeConfig {
   std::string name = "beam";
   int64_t beam_width = 20;     // K when a command decodes with one width (eval uses eval.ks)

@@ -36,6 +36,14 @@ double ndcg_at(std::span<const int64_t> ranking, std::span<const int64_t> truth,
   return dcg / idcg;
 }
 
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = static_cast<size_t>(std::ceil(pos));
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
 TopKAccumulator::TopKAccumulator(std::vector<int64_t> ks)
     : ks_(std::move(ks)), users_(ks_.size(), 0), recall_sum_(ks_.size(), 0), ndcg_sum_(ks_.size(), 0) {
   for (int64_t k : ks_) ATSPEED_CHECK(k >= 1, "TopKAccumulator: cutoff ", k, " < 1");

@@ -23,6 +23,10 @@ double recall_at(std::span<const int64_t> ranking, std::span<const int64_t> trut
 double ndcg_at(std::span<const int64_t> ranking, std::span<const int64_t> truth, int64_t n);
 
 // Sums per-user values for a set of cutoffs and averages over users.
+// The q-quantile (0 <= q <= 1) of v with linear interpolation between order statistics; 0 for an
+// empty v. (Latency medians and percentiles of the benchmarks and the cost model.)
+double quantile(std::vector<double> v, double q);
+
 class TopKAccumulator {
  public:
   explicit TopKAccumulator(std::vector<int64_t> ks);

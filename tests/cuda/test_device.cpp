@@ -256,14 +256,19 @@ TEST_P(Device_CUDA, SingleRankAllReduce) {
   EXPECT_EQ(g.device(), t.device());
 }
 
+// `atspeed serve` over the serve fixture on `device` (an explicit mode: auto would plan at start).
+std::string serve_args(const test::TempDir& tmp, const std::string& device, int threads) {
+  return "serve.target=" + tmp.str("target.h5") + " serve.draft=" + tmp.str("draft.h5") +
+         " serve.port=0 data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=" + device +
+         " run.threads=" + std::to_string(threads) + " serve.default_mode=strict";
+}
+
 // The real server on the device answers: strict equals target (same items, scores within 1e-4).
 TEST_P(Device_CUDA, ServeAnswersOnTheDevice) {
   test::TempDir tmp;
   const auto histories = test::write_serve_fixture(tmp, 3);
   ASSERT_EQ(histories.size(), 3u);
-  const std::string args = "serve.target=" + tmp.str("target.h5") + " serve.draft=" + tmp.str("draft.h5") +
-                           " serve.port=0 data=synthetic data.source=files data.dir=" + tmp.str("syn") +
-                           " decode.device=" + GetParam() + " run.threads=2 serve.default_mode=strict";
+  const std::string args = serve_args(tmp, GetParam(), 2);
   test::ServerProcess s("", args, tmp.str("serve.log"), 120, 120);
   ASSERT_GT(s.port(), 0) << s.log();
   for (const auto& h : histories) {
@@ -289,9 +294,7 @@ TEST_P(Device_CUDA, TensorParallelTwoRanksOnOneDeviceEqualsOne) {
   test::TempDir tmp;
   const auto histories = test::write_serve_fixture(tmp, 3);
   ASSERT_EQ(histories.size(), 3u);
-  const std::string args = "serve.target=" + tmp.str("target.h5") + " serve.draft=" + tmp.str("draft.h5") +
-                           " serve.port=0 data=synthetic data.source=files data.dir=" + tmp.str("syn") +
-                           " decode.device=" + GetParam() + " run.threads=1 serve.default_mode=strict";
+  const std::string args = serve_args(tmp, GetParam(), 1);
   const std::string mpirun =
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
       "OMPI_MCA_btl_vader_single_copy_mechanism=none " + test::mpiexec(ATSPEED_MPIEXEC) + " -np 2 ";

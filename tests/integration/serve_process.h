@@ -110,24 +110,13 @@ inline Reply post(const ServerProcess& s, const std::string& body) {
   return Reply{res->status, nlohmann::json::parse(res->body, nullptr, false)};
 }
 
-// What both serve test suites serve: a synthetic dataset in dir/syn (200 users, 150 items, seed 4),
-// random target (seed 3, hidden 16) and draft (seed 5, hidden 8) checkpoints with its fingerprint in
-// dir/target.h5 and dir/draft.h5 (4 heads, 2 KV heads, intermediate 2 * hidden: all divide by
-// tp = 2, not by 3), and the API histories (1-based item ids) of its first `n` test users. Returns
-// the histories (none after a failure); `num_items` gets the catalogue size.
+// What both serve test suites serve: write_model_fixture (tests/test_models.h), and the API
+// histories (1-based item ids) of its first `n` test users. Returns the histories (none after a
+// failure); `num_items` gets the catalogue size.
 inline std::vector<nlohmann::json> write_serve_fixture(const TempDir& dir, size_t n, int64_t* num_items = nullptr) {
-  auto r = run_atspeed("data synth --out " + dir.str("syn") + " --users 200 --items 150 --seed 4");
-  if (r.exit_code != 0) {
-    ADD_FAILURE() << "data synth failed:\n" << r.output;
-    return {};
-  }
+  if (!write_model_fixture(dir)) return {};
   const Dataset ds = load_dataset(dir.str("syn"));
   if (num_items) *num_items = ds.num_items();
-  const int64_t vocab = ds.catalog->vocab().size();
-  model::LlamaModel target = random_model(vocab, 3, 16);
-  model::LlamaModel draft = random_model(vocab, 5, 8);
-  write_model_checkpoint(dir.str("target.h5"), target, ds.catalog->fingerprint(), "target");
-  write_model_checkpoint(dir.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
   std::vector<nlohmann::json> histories;
   for (const auto& s : make_test_samples(ds, 50)) {
     nlohmann::json h = nlohmann::json::array();

@@ -17,15 +17,8 @@ namespace {
 
 TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
   test::TempDir tmp;
-  auto r = test::run_atspeed("data synth --out " + tmp.str("syn") + " --users 200 --items 150 --seed 4");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const Dataset ds = load_dataset(tmp.str("syn"));
-  const int64_t vocab = ds.catalog->vocab().size();
-  model::LlamaModel target = test::random_model(vocab, 3, 16);
-  model::LlamaModel draft = test::random_model(vocab, 5, 8);
-  test::write_model_checkpoint(tmp.str("target.h5"), target, ds.catalog->fingerprint(), "target");
-  test::write_model_checkpoint(tmp.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
-
+  ASSERT_TRUE(test::write_model_fixture(tmp));
+  test::CommandResult r;
   const std::string data_args = " data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=cpu";
   r = test::run_atspeed("bench decode --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
                         " --users 12 --ks 1 5 --batch-sizes 1 3 --methods target sampling naive strict relaxed auto"
@@ -103,18 +96,11 @@ TEST(BenchDecodeCliTest, TableJsonAndStrictInvariant) {
 // runs once and reports no false mismatch; literal duplicates in a list option are usage errors.
 TEST(BenchDecodeCliTest, DuplicateConfigurationsRunOnceAndDuplicateValuesAreRefused) {
   test::TempDir tmp;
-  auto r = test::run_atspeed("data synth --out " + tmp.str("syn") + " --users 120 --items 100 --seed 6");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const Dataset ds = load_dataset(tmp.str("syn"));
-  const int64_t vocab = ds.catalog->vocab().size();
-  model::LlamaModel target = test::random_model(vocab, 3, 16);
-  model::LlamaModel draft = test::random_model(vocab, 5, 8);
-  test::write_model_checkpoint(tmp.str("target.h5"), target, ds.catalog->fingerprint(), "target");
-  test::write_model_checkpoint(tmp.str("draft.h5"), draft, ds.catalog->fingerprint(), "draft");
+  ASSERT_TRUE(test::write_model_fixture(tmp));
   const std::string common = " --target " + tmp.str("target.h5") + " --draft " + tmp.str("draft.h5") +
                              " --users 10 --methods target strict --plot none --json " + tmp.str("dup.json") +
                              " -- data=synthetic data.source=files data.dir=" + tmp.str("syn") + " decode.device=cpu";
-  r = test::run_atspeed("bench decode --batch-sizes 1 --draft-widths 0 5 --ks 5" + common);
+  auto r = test::run_atspeed("bench decode --batch-sizes 1 --draft-widths 0 5 --ks 5" + common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("differs from target beam search"), std::string::npos) << r.output;
   const auto j = nlohmann::json::parse(read_text_file(tmp.str("dup.json")));
