@@ -63,8 +63,10 @@ CostCurve measure_cost(TreeScorer& scorer, const std::vector<int64_t>& prompt, c
   using Clock = std::chrono::steady_clock;
   // The scorers return their log-probs on the CPU, so each call below ends synchronised with the
   // device; the explicit sync only guards a future scorer that returns device tensors.
-  auto sync = [] {
-    if (torch::cuda::is_available()) torch::cuda::synchronize();
+  // Asked once: on a machine without a GPU each is_available() call probes the driver again.
+  const bool cuda = torch::cuda::is_available();
+  auto sync = [cuda] {
+    if (cuda) torch::cuda::synchronize();
   };
   auto timed = [&](auto&& fn) {
     const auto t0 = Clock::now();
