@@ -3,7 +3,8 @@
 # ../shared/data: trains target_small and a CE draft_small, evaluates the target against
 # most-popular on every test user, runs the decode benchmark and the strict-invariant check on
 # every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
-#   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant (default: all but self)
+#   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant auto
+#                                                (default: all but self and auto)
 # Beauty: target 2 + 2 epochs; Games: 1 epoch (measured times in the README).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,6 +52,13 @@ for stage in "${stages[@]}"; do
         --target "runs/$ds-target/best.h5" --draft "runs/$ds-draft/best.h5" --users 0 --batch-sizes 16 \
         --ks 1 3 5 10 20 --draft-widths 0 40 --methods target strict --plot none \
         --json "runs/$ds-invariant/bench_decode.json" ;;
+    auto)  # README "auto on this CPU": the quickstart pair of tools/gpu/prepare.sh, every test user
+      target="${ATSPEED_AUTO_TARGET:-runs/gpu-kit/target/best.h5}" draft="${ATSPEED_AUTO_DRAFT:-runs/gpu-kit/draft/best.h5}"
+      [ -f "$target" ] && [ -f "$draft" ] || { echo "no $target / $draft: run tools/gpu/prepare.sh first" >&2; exit 2; }
+      "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-auto" \
+        decode.auto.cache_dir="runs/$ds-auto/plans" --target "$target" --draft "$draft" --users 0 \
+        --batch-sizes 1 8 --ks 1 3 5 10 20 --methods target strict auto --plot none \
+        --json "runs/$ds-auto/bench_decode.json" ;;
     *) echo "unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done
