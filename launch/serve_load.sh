@@ -20,7 +20,8 @@ DATA_DIR="${DATA_DIR:-../shared/data/amazon/beauty}"
 mkdir -p "$OUT"
 for f in "$BIN" "$TARGET" "$DRAFT"; do [ -e "$f" ] || { echo "serve_load.sh: $f not found" >&2; exit 2; }; done
 
-"$BIN" serve serve.target="$TARGET" serve.draft="$DRAFT" serve.port=0 decode.device=auto \
+# Every request names its mode; an explicit default mode skips auto's planning at startup.
+"$BIN" serve serve.target="$TARGET" serve.draft="$DRAFT" serve.port=0 decode.device=auto serve.default_mode=strict \
     run.threads="${SERVE_THREADS:-2}" ${SERVE_ARGS:-} >"$OUT/server.log" 2>&1 &
 pid=$!
 stop_server() {
