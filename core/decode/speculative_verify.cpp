@@ -59,6 +59,50 @@ LevelDecision verify_strict(Request& r, const VerifyContext& ctx) {
   return out;
 }
 
+namespace {
+
+// A rejected level of AtSpeed-R (SPEC §9.4): the accepted candidates (acc_cand, indices into cands)
+// plus K - |acc| draws without replacement from the residual r = max(0, p - q) over the valid,
+// not-yet-chosen candidates, then, if still short, the rest of p in score order. Returns indices
+// into cands. `accepted_rows[row]` maps a candidate's row to its row in the level's draft list
+// (q's numbering: D row * V + token).
+std::vector<size_t> rejection_picks(const std::vector<Candidate>& cands, const std::vector<double>& p,
+                                    const std::unordered_map<int64_t, double>& q,
+                                    const std::vector<int64_t>& accepted_rows, const std::vector<size_t>& acc_cand,
+                                    int64_t k, int64_t vocab, std::mt19937_64& rng) {
+  std::vector<char> chosen(cands.size(), 0);
+  for (size_t j : acc_cand) chosen[j] = 1;
+  std::vector<double> resid(cands.size(), 0.0);
+  for (size_t j = 0; j < cands.size(); ++j) {
+    if (chosen[j] || p[j] <= 0) continue;
+    auto it = q.find(accepted_rows[static_cast<size_t>(cands[j].row)] * vocab + cands[j].token);
+    resid[j] = std::max(0.0, p[j] - (it == q.end() ? 0.0 : it->second));
+  }
+  std::vector<size_t> picks(acc_cand.begin(), acc_cand.end());
+  for (int64_t j : draw_without_replacement(resid, k - static_cast<int64_t>(picks.size()), rng)) {
+    picks.push_back(static_cast<size_t>(j));
+    chosen[static_cast<size_t>(j)] = 1;
+  }
+  if (static_cast<int64_t>(picks.size()) < k) {
+    std::vector<size_t> rest;
+    for (size_t j = 0; j < cands.size(); ++j) {
+      if (!chosen[j] && std::isfinite(cands[j].raw)) rest.push_back(j);
+    }
+    std::sort(rest.begin(), rest.end(), [&](size_t a, size_t c) {
+      if (cands[a].warped != cands[c].warped) return cands[a].warped > cands[c].warped;
+      if (cands[a].raw != cands[c].raw) return cands[a].raw > cands[c].raw;
+      return a < c;  // candidates are in (row, token) order
+    });
+    for (size_t j : rest) {
+      if (static_cast<int64_t>(picks.size()) >= k) break;
+      picks.push_back(j);
+    }
+  }
+  return picks;
+}
+
+}  // namespace
+
 // AtSpeed-R (SPEC §3.5 with the fixes of §9.4): drafted candidate c passes with probability
 // min(1, p(c) / q(c)); K passing ones accept the level, else the accepted ones plus draws from the
 // residual max(0, p - q) (then p in score order) end the round.
@@ -135,36 +179,7 @@ LevelDecision verify_relaxed(Request& r, const VerifyContext& ctx) {
       accepted_rows = std::move(next_rows);
       continue;
     }
-    // Rejection: the accepted ones plus K - |acc| draws from r = max(0, p - q) over valid,
-    // not-yet-chosen entries; then fill from p in score order (SPEC §9.4).
-    std::vector<char> chosen(cands.size(), 0);
-    for (size_t j : acc_cand) chosen[j] = 1;
-    std::vector<double> resid(cands.size(), 0.0);
-    for (size_t j = 0; j < cands.size(); ++j) {
-      if (chosen[j] || p[j] <= 0) continue;
-      auto it = q.find(accepted_rows[static_cast<size_t>(cands[j].row)] * vocab + cands[j].token);
-      resid[j] = std::max(0.0, p[j] - (it == q.end() ? 0.0 : it->second));
-    }
-    std::vector<size_t> picks(acc_cand.begin(), acc_cand.end());
-    for (int64_t j : draw_without_replacement(resid, k - static_cast<int64_t>(picks.size()), r.rng)) {
-      picks.push_back(static_cast<size_t>(j));
-      chosen[static_cast<size_t>(j)] = 1;
-    }
-    if (static_cast<int64_t>(picks.size()) < k) {
-      std::vector<size_t> rest;
-      for (size_t j = 0; j < cands.size(); ++j) {
-        if (!chosen[j] && std::isfinite(cands[j].raw)) rest.push_back(j);
-      }
-      std::sort(rest.begin(), rest.end(), [&](size_t a, size_t c) {
-        if (cands[a].warped != cands[c].warped) return cands[a].warped > cands[c].warped;
-        if (cands[a].raw != cands[c].raw) return cands[a].raw > cands[c].raw;
-        return a < c;  // candidates are in (row, token) order
-      });
-      for (size_t j : rest) {
-        if (static_cast<int64_t>(picks.size()) >= k) break;
-        picks.push_back(j);
-      }
-    }
+    std::vector<size_t> picks = rejection_picks(cands, p, q, accepted_rows, acc_cand, k, vocab, r.rng);
     // New beams in flat-index order (row, token), like the reference.
     std::sort(picks.begin(), picks.end(), [&](size_t a, size_t c) {
       return std::pair(accepted_rows[static_cast<size_t>(cands[a].row)], cands[a].token) <
