@@ -71,6 +71,25 @@ TEST(CliTest, BenchMatmulWritesJsonAndConfig) {
   }
 }
 
+TEST(CliTest, BenchForwardMeasuresEveryPresetAndPoint) {
+  test::TempDir dir;
+  auto r = run_atspeed("bench forward --models quickstart_target quickstart_draft --ns 1 8 --reps 2 --context 12 "
+                       "--device cpu --json " + dir.str("f.json") + " run.threads=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("forward cost at n = 1 against quickstart_target"), std::string::npos) << r.output;
+  std::ifstream f(dir.str("f.json"));
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (const char* key : {"\"quickstart_target\"", "\"quickstart_draft\"", "\"median_s\"", "\"q3_s\"", "\"parameters\""}) {
+    EXPECT_NE(text.find(key), std::string::npos) << key << "\n" << text;
+  }
+  r = run_atspeed("bench forward --models quickstart_draft --ns 4 4 --json " + dir.str("g.json"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--ns lists 4 twice"), std::string::npos) << r.output;
+  r = run_atspeed("bench forward --models no_such_preset --ns 1 --json " + dir.str("g.json"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("no_such_preset"), std::string::npos) << r.output;
+}
+
 TEST(CliTest, ListedTwiceIsAnErrorWhereResultsAreKeyedByTheValue) {
   // eval.ks and decode.auto.* are config lists: a value listed twice names the key.
   for (const auto& [override, key] : std::vector<std::pair<std::string, std::string>>{
