@@ -68,7 +68,7 @@ mount --bind /dev "$chroot_dir/dev"
 say "running tools/gpu/run.sh --dry in the clean root"
 set +e
 chroot "$chroot_dir" /usr/bin/env -i HOME=/root PATH=/opt/torch/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  OUT=/out ATSPEED_PYTHON=/opt/torch/.venv/bin/python ATSPEED_TORCH_DIR="/opt/torch/.venv/${ATSPEED_TORCH_DIR#"$ATSPEED_TORCH_VENV"/}" /bin/bash -c 'cd /repo && bash tools/gpu/run.sh --dry'
+  OUT=/out ATSPEED_GPU_STAGES="${ATSPEED_GPU_STAGES:-}" ATSPEED_PYTHON=/opt/torch/.venv/bin/python ATSPEED_TORCH_DIR="/opt/torch/.venv/${ATSPEED_TORCH_DIR#"$ATSPEED_TORCH_VENV"/}" /bin/bash -c 'cd /repo && bash tools/gpu/run.sh --dry'
 rc=$?
 set -e
 mkdir -p runs/gpu-dryrun

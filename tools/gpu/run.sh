@@ -18,6 +18,9 @@
 #
 # --dry   the CPU dry run (tools/gpu/dryrun.sh): device cpu, target_small shrunk to 2 layers, fewer
 #         steps and users; GPU-only steps are skipped.
+# ATSPEED_GPU_STAGES="smoke bench_forward ..." runs only the named stages: smoke tests decode_float32
+# decode_bfloat16 train_target_small train_quickstart_draft bench_forward forward_cost. Default: all
+# but bench_forward (atspeed's forward at the 7B/68M shapes, about 2 minutes: a call of its own).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root="$PWD"
@@ -42,6 +45,12 @@ save() {
 stage() {
   local name=$1 limit=$2
   shift 2
+  # bench_forward (the 7B build alone takes a minute) runs only when asked for by name.
+  if { [ -n "${ATSPEED_GPU_STAGES:-}" ] && [[ " $ATSPEED_GPU_STAGES " != *" $name "* ]]; } ||
+     { [ -z "${ATSPEED_GPU_STAGES:-}" ] && [ "$name" = bench_forward ]; }; then
+    status[$name]="skipped"
+    return 0
+  fi
   say "stage $name (limit ${limit}s): $*"
   local t0=$(date +%s)
   timeout --kill-after=5 "$limit" "$@" >"$work/$name.log" 2>&1
@@ -187,6 +196,14 @@ for m in target_small quickstart_draft; do
     run.threads=$threads run.out_dir="$work/train_$m"
 done
 
+# atspeed's own forward at the paper's shapes (7B target, 68M draft, the LLaMA + LC-Rec vocabulary)
+# and at ours, bf16 on the GPU (the 7B is built on the host first: about 27 GB of RAM).
+forward_models=(target_llama7b draft_llama68m target_deep target_small quickstart_draft)
+forward_args=(--device cuda --dtype bfloat16 --vocab 33024 --context 160)
+[ $dry = 1 ] && forward_models=(target_deep quickstart_draft) && forward_args=(--device cpu --context 40)
+stage bench_forward 120 "$bin" bench forward --models "${forward_models[@]}" "${forward_args[@]}" --reps 10 \
+  --json "$work/bench_forward.json" run.threads=$threads run.out_dir="$work/forward"
+
 # The paper's shapes (LLaMA-7B target, LLaMA-68M draft) through HF transformers, bf16.
 [ $dry = 0 ] && stage forward_cost 35 env -u LD_LIBRARY_PATH "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
 
@@ -196,7 +213,7 @@ done
   echo
   echo "| stage | result |"
   echo "|---|---|"
-  for s in smoke tests decode_float32 decode_bfloat16 train_target_small train_quickstart_draft forward_cost; do
+  for s in smoke tests decode_float32 decode_bfloat16 train_target_small train_quickstart_draft bench_forward forward_cost; do
     [ $dry = 1 ] && [ $s = forward_cost ] && continue
     echo "| $s | ${status[$s]:-not run} |"
   done
@@ -222,6 +239,16 @@ for dt in ("float32", "bfloat16"):
     if os.path.exists(p):
         print(f"\n## bench decode, {dt}\n", flush=True)
         subprocess.run([sys.executable, "tools/bench_table.py", p])
+p = os.path.join(w, "bench_forward.json")
+if os.path.exists(p):
+    j = json.load(open(p))
+    ms = j["models"]
+    ns = [pt["n"] for pt in ms[0]["cost"]["points"]]
+    print(f"\natspeed bench forward on {j['device']}, context {j['context']}, vocabulary {j['vocab']} (median ms):")
+    print("| model | params (M) | " + " | ".join(f"n={n}" for n in ns) + " |")
+    print("|---|---|" + "---|" * len(ns))
+    for m in ms:
+        print(f"| {m['model']} ({m['dtype']}) | {m['parameters'] / 1e6:.1f} | " + " | ".join(f"{pt['median_s'] * 1e3:.2f}" for pt in m["cost"]["points"]) + " |")
 p = os.path.join(w, "forward_cost.json")
 if os.path.exists(p):
     j = json.load(open(p))
