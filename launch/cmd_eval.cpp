@@ -80,11 +80,19 @@ void run_eval(EvalOptions o) {
   spdlog::info("eval {} on {} ({} split, {} users, constraint {}, device {}, mode {}, K = {})", o.ckpt, ds.name, ev.split,
                users.size(), constraint->name(), device.str(), ev.mode.name(), fmt::join(ev.ks, ","));
 
-  metrics::TopKAccumulator model_acc(ev.ks), pop_acc(ev.ks);
+  // Baselines from the history the split's users have (train, plus valid for the test split):
+  // most-popular, and item-to-item transitions from the last history item filled by popularity.
+  metrics::TopKAccumulator model_acc(ev.ks), pop_acc(ev.ks), trans_acc(ev.ks);
   const int64_t max_k = *std::max_element(ev.ks.begin(), ev.ks.end());
-  const auto popular = ev.split == "test" ? metrics::most_popular_tuples(*ds.catalog, {&ds.train, &ds.valid}, max_k)
-                                          : metrics::most_popular_tuples(*ds.catalog, {&ds.train}, max_k);
-  for (size_t u = 0; u < users.size(); ++u) pop_acc.add(popular, users.truth[u]);
+  const std::vector<const UserSequences*> history =
+      ev.split == "test" ? std::vector<const UserSequences*>{&ds.train, &ds.valid} : std::vector<const UserSequences*>{&ds.train};
+  const auto popular = metrics::most_popular_tuples(*ds.catalog, history, max_k);
+  const metrics::TransitionModel transitions(*ds.catalog, history);
+  for (size_t u = 0; u < users.size(); ++u) {
+    pop_acc.add(popular, users.truth[u]);
+    const auto& h = users.samples[u].history;
+    trans_acc.add(transitions.rank(h.empty() ? -1 : h.back(), popular, max_k), users.truth[u]);
+  }
 
   torch::NoGradGuard no_grad;
   decode::LlamaTreeScorer scorer(model);
@@ -144,6 +152,8 @@ void run_eval(EvalOptions o) {
                           {"ndcg", model_acc.ndcg(ki)},
                           {"most_popular_recall", pop_acc.recall(ki)},
                           {"most_popular_ndcg", pop_acc.ndcg(ki)},
+                          {"transition_recall", trans_acc.recall(ki)},
+                          {"transition_ndcg", trans_acc.ndcg(ki)},
                           {"seconds", secs},
                           {"users_per_s", n / secs},
                           {"forward_calls_per_user", static_cast<double>(forward_calls) / n},
@@ -159,16 +169,17 @@ void run_eval(EvalOptions o) {
                  model_acc.ndcg(ki), secs, n / secs, settings.mode.name());
   }
 
-  // Table: the model and most-popular side by side for each K.
+  // Table: the model and the two baselines side by side for each K.
   std::cout << fmt::format("{} | {} {} | {} users | constraint {} | mode {}\n", o.ckpt, ds.name, ev.split,
                            users.size(), constraint->name(), ev.mode.name());
-  std::cout << fmt::format("{:>4}  {:>9} {:>9}  {:>12} {:>12}  {:>8}\n", "K", "Recall@K", "NDCG@K", "Pop Recall@K",
-                           "Pop NDCG@K", "users/s");
+  std::cout << fmt::format("{:>4}  {:>9} {:>9}  {:>12} {:>12}  {:>14} {:>14}  {:>8}\n", "K", "Recall@K", "NDCG@K",
+                           "Pop Recall@K", "Pop NDCG@K", "Trans Recall@K", "Trans NDCG@K", "users/s");
   for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
     const auto& row = per_k[ki];
-    std::cout << fmt::format("{:>4}  {:>9.4f} {:>9.4f}  {:>12.4f} {:>12.4f}  {:>8.1f}\n", ev.ks[ki],
+    std::cout << fmt::format("{:>4}  {:>9.4f} {:>9.4f}  {:>12.4f} {:>12.4f}  {:>14.4f} {:>14.4f}  {:>8.1f}\n", ev.ks[ki],
                              row["recall"].get<double>(), row["ndcg"].get<double>(),
                              row["most_popular_recall"].get<double>(), row["most_popular_ndcg"].get<double>(),
+                             row["transition_recall"].get<double>(), row["transition_ndcg"].get<double>(),
                              row["users_per_s"].get<double>());
   }
 
@@ -187,16 +198,19 @@ void run_eval(EvalOptions o) {
                         {"batch_size", ev.batch_size},
                         {"ks", ev.ks},
                         {"per_k", per_k}};
-  nlohmann::json model_json, pop_json;
+  nlohmann::json model_json, pop_json, trans_json;
   for (size_t ki = 0; ki < ev.ks.size(); ++ki) {
     const std::string k = std::to_string(ev.ks[ki]);
     model_json["recall@" + k] = model_acc.recall(ki);
     model_json["ndcg@" + k] = model_acc.ndcg(ki);
     pop_json["recall@" + k] = pop_acc.recall(ki);
     pop_json["ndcg@" + k] = pop_acc.ndcg(ki);
+    trans_json["recall@" + k] = trans_acc.recall(ki);
+    trans_json["ndcg@" + k] = trans_acc.ndcg(ki);
   }
   out["model"] = model_json;
   out["most_popular"] = pop_json;
+  out["item_transitions"] = trans_json;
   std::string path = ev.out;
   if (path.empty()) {
     config.save_to_dir(run.out_dir);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "core/errors.h"
@@ -84,6 +85,47 @@ std::vector<int64_t> most_popular_tuples(const ItemCatalog& catalog,
                    [&](int64_t a, int64_t b) { return count[static_cast<size_t>(a)] > count[static_cast<size_t>(b)]; });
   if (n > 0 && n < static_cast<int64_t>(order.size())) order.resize(static_cast<size_t>(n));
   return order;
+}
+
+TransitionModel::TransitionModel(const ItemCatalog& catalog,
+                                 const std::vector<const std::vector<std::vector<int64_t>>*>& sequences)
+    : catalog_(catalog), next_(static_cast<size_t>(catalog.num_tuples())) {
+  ATSPEED_CHECK(!sequences.empty(), "TransitionModel: no sequences");
+  const size_t users = sequences.front()->size();
+  std::vector<std::map<int64_t, int64_t>> counts(next_.size());
+  for (size_t u = 0; u < users; ++u) {
+    int64_t prev = -1;
+    for (const auto* split : sequences) {
+      ATSPEED_CHECK(split->size() == users, "TransitionModel: splits with different user counts");
+      for (int64_t item : (*split)[u]) {
+        ATSPEED_CHECK(catalog.has_item(item), "TransitionModel: unknown item ", item);
+        const int64_t t = catalog.tuple_of_item(item);
+        if (prev >= 0) ++counts[static_cast<size_t>(prev)][t];
+        prev = t;
+      }
+    }
+  }
+  for (size_t t = 0; t < counts.size(); ++t) {
+    for (const auto& [next, c] : counts[t]) next_[t].emplace_back(c, next);
+    std::stable_sort(next_[t].begin(), next_[t].end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  }
+}
+
+std::vector<int64_t> TransitionModel::rank(int64_t last_item, const std::vector<int64_t>& fill, int64_t n) const {
+  std::vector<int64_t> out;
+  std::vector<char> used(next_.size(), 0);
+  if (catalog_.has_item(last_item)) {
+    for (const auto& [count, t] : next_[static_cast<size_t>(catalog_.tuple_of_item(last_item))]) {
+      if (static_cast<int64_t>(out.size()) >= n) break;
+      out.push_back(t);
+      used[static_cast<size_t>(t)] = 1;
+    }
+  }
+  for (int64_t t : fill) {
+    if (static_cast<int64_t>(out.size()) >= n) break;
+    if (!used[static_cast<size_t>(t)]) out.push_back(t);
+  }
+  return out;
 }
 
 }  // namespace atspeed::metrics

@@ -55,4 +55,20 @@ std::vector<int64_t> most_popular_tuples(const ItemCatalog& catalog,
                                          const std::vector<const std::vector<std::vector<int64_t>>*>& sequences,
                                          int64_t n = 0);
 
+// Item-to-item transitions, the baseline a recommender engineer tries first: the tuples that followed
+// each tuple in the users' sequences (consecutive items of one user; a user's lists of the given
+// splits are concatenated in the order given, e.g. train then valid), counted, best first.
+class TransitionModel {
+ public:
+  // sequences: splits of per-user item lists, all with the same users in the same order.
+  TransitionModel(const ItemCatalog& catalog, const std::vector<const std::vector<std::vector<int64_t>>*>& sequences);
+  // The first `n` tuples for a history ending in `last_item`: the tuples seen after its tuple, by
+  // count descending (ties by tuple id), then `fill` (most-popular) without repeats.
+  std::vector<int64_t> rank(int64_t last_item, const std::vector<int64_t>& fill, int64_t n) const;
+
+ private:
+  const ItemCatalog& catalog_;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> next_;  // per tuple: (count, next tuple), best first
+};
+
 }  // namespace atspeed::metrics

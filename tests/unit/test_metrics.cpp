@@ -67,5 +67,21 @@ TEST(MetricsTest, MostPopularCountsTuplesAndBreaksTiesByTuple) {
   EXPECT_EQ(most_popular_tuples(catalog, {&train, &valid}, 2), (V{3, 0}));
 }
 
+TEST(MetricsTest, TransitionsCountNextTuplesAcrossSplitsThenFillWithPopularity) {
+  // Items as above: 0 and 2 share tuple 0; 1 is tuple 1, 3 tuple 2, 4 tuple 3.
+  const ItemCatalog catalog(Vocabulary(2, 4), {0, 0, 0, 1, 0, 0, 1, 2, 2, 3});
+  const std::vector<std::vector<int64_t>> train = {{0, 1, 0, 3}, {2, 3}, {4}};
+  const std::vector<std::vector<int64_t>> valid = {{1}, {4}, {0}};
+  const TransitionModel t(catalog, {&train, &valid});
+  // After tuple 0: tuple 2 twice (0->3, 2->3), tuple 1 once (0->1); popularity fills without repeats.
+  EXPECT_EQ(t.rank(0, V{3, 0, 1, 2}, 4), (V{2, 1, 3, 0}));
+  EXPECT_EQ(t.rank(2, V{3, 0, 1, 2}, 1), (V{2}));          // item 2 is tuple 0 too
+  // After tuple 2 (item 3): the valid lists continue the train lists: 3->1 (user 0), 3->4 (user 1).
+  EXPECT_EQ(t.rank(3, V{3, 0}, 3), (V{1, 3, 0}));
+  // After tuple 3 (item 4): user 2's 4 -> 0 across the split boundary.
+  EXPECT_EQ(t.rank(4, V{3}, 2), (V{0, 3}));
+  EXPECT_EQ(t.rank(-1, V{3, 0}, 2), (V{3, 0}));            // no history: popularity alone
+}
+
 }  // namespace
 }  // namespace atspeed::metrics
