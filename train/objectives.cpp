@@ -11,7 +11,8 @@
 namespace atspeed::train {
 namespace {
 
-constexpr std::array<const char*, 6> kObjectives = {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"};  // Objective::Value order
+constexpr std::array<const char*, 7> kObjectives = {"ce",    "atspeed_s", "atspeed_r",     "wordkd",
+                                                    "tvdkd", "seqkd",     "atspeed_s_norm"};  // Objective::Value order
 constexpr int64_t kIgnoreIndex = -100;
 
 // float32 unless either side is double: fp16/bf16 logits (stored teacher data, autocast students)
@@ -72,7 +73,7 @@ std::optional<Objective> Objective::from_name(const std::string& text) {
 
 Objective Objective::parse(const std::string& text, const std::string& field) {
   const auto o = from_name(text);
-  ATSPEED_ENSURE(Config, o.has_value(), field, ": unknown objective '", text, "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd)");
+  ATSPEED_ENSURE(Config, o.has_value(), field, ": unknown objective '", text, "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd, atspeed_s_norm)");
   return *o;
 }
 
@@ -122,8 +123,12 @@ at::Tensor atspeed_r_loss(const at::Tensor& student, const at::Tensor& teacher, 
   return mean_over_slots(0.5 * (q - p).abs().sum(-1));
 }
 
-at::Tensor atspeed_s_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
-                          const AlignmentOptions& opts) {
+namespace {
+
+// The student's top-K log-probs a and the teacher's b at the same tokens (S's inputs), after the
+// masks and the optional constrained re-softmax.
+std::pair<at::Tensor, at::Tensor> topk_log_probs(const at::Tensor& student, const at::Tensor& teacher,
+                                                 const at::Tensor& slot_mask, const AlignmentOptions& opts) {
   check_pair(student, teacher, 4);
   const auto dt = compute_dtype(student, teacher);
   auto zq = student.to(dt);
@@ -145,17 +150,53 @@ at::Tensor atspeed_s_loss(const at::Tensor& student, const at::Tensor& teacher, 
     a = at::log_softmax(a.exp() / opts.temperature, -1);
     b = at::log_softmax(b.exp() / opts.temperature, -1);
   }
-  // Masked tokens inside the top-K (a = -inf, probability 0) contribute 0; sanitise them before
-  // the products so neither the forward (0 * -inf) nor the backward produces NaN.
+  return {a, b};
+}
+
+// sum_j e^a_j (a_j - b_j) per slot. Masked tokens inside the top-K (a = -inf, probability 0)
+// contribute 0; they are sanitised before the products so neither the forward (0 * -inf) nor the
+// backward produces NaN.
+at::Tensor topk_kl_terms(const at::Tensor& a, const at::Tensor& b) {
   const auto dead = a.isinf();
   const auto a0 = a.masked_fill(dead, 0);
   const auto b0 = b.masked_fill(dead, 0);
   const auto pa = a0.exp().masked_fill(dead, 0);
-  const auto kl = (pa * (a0 - b0)).sum(-1);  // KL(q || p) on the top-K, student first ("reverse")
-  // Density regulariser: the teacher's probability at the draft's K-th token times the draft's
-  // (top-K) entropy.
-  const auto reg = -b.select(-1, k - 1).exp() * (pa * a0).sum(-1);
-  return mean_over_slots(kl) + mean_over_slots(reg);
+  return (pa * (a0 - b0)).sum(-1);
+}
+
+// Density regulariser: the teacher's probability at the draft's K-th token times the draft's
+// (top-K) entropy.
+at::Tensor density_terms(const at::Tensor& a, const at::Tensor& b) {
+  const auto dead = a.isinf();
+  const auto a0 = a.masked_fill(dead, 0);
+  const auto pa = a0.exp().masked_fill(dead, 0);
+  return -b.select(-1, b.size(-1) - 1).exp() * (pa * a0).sum(-1);
+}
+
+// log_softmax over J that keeps a fully masked J (all -inf) at -inf instead of NaN.
+at::Tensor renormalise(const at::Tensor& x) {
+  const auto all_dead = x.isinf().all(-1, /*keepdim=*/true);
+  return at::log_softmax(x.masked_fill(all_dead, 0), -1).masked_fill(all_dead.expand_as(x), kNegInf);
+}
+
+}  // namespace
+
+at::Tensor atspeed_s_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
+                          const AlignmentOptions& opts) {
+  const auto [a, b] = topk_log_probs(student, teacher, slot_mask, opts);
+  return mean_over_slots(topk_kl_terms(a, b)) + mean_over_slots(density_terms(a, b));  // KL(q || p): student first
+}
+
+at::Tensor topk_renormalised_kl(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
+                                const AlignmentOptions& opts) {
+  const auto [a, b] = topk_log_probs(student, teacher, slot_mask, opts);
+  return mean_over_slots(topk_kl_terms(renormalise(a), renormalise(b)));
+}
+
+at::Tensor atspeed_s_norm_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
+                               const AlignmentOptions& opts) {
+  const auto [a, b] = topk_log_probs(student, teacher, slot_mask, opts);
+  return mean_over_slots(topk_kl_terms(renormalise(a), renormalise(b))) + mean_over_slots(density_terms(a, b));
 }
 
 at::Tensor wordkd_loss(const at::Tensor& student_gt, const at::Tensor& teacher_gt) {
@@ -210,6 +251,7 @@ at::Tensor alignment_loss(Objective objective, const AlignmentInputs& in, const 
     case Objective::WordKd: return wordkd_loss(in.student_gt, in.teacher_gt);
     case Objective::TvdKd: return tvdkd_loss(in.student_gt, in.teacher_gt);
     case Objective::SeqKd: return seqkd_loss(in.student_beams, in.beam_labels);
+    case Objective::AtspeedSNorm: return atspeed_s_norm_loss(in.student_beams, in.teacher_beams, in.slot_mask, opts);
   }
   ATSPEED_THROW(Internal, "alignment_loss: objective ", static_cast<int>(objective.value()));
 }

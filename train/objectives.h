@@ -8,7 +8,8 @@
 //
 // Normalisation (SPEC §9.6). Every alignment loss is a mean over rows x slots; a slot whose
 // allowed set is empty contributes 0 and still counts in the denominator. AtSpeed-S's KL uses the
-// same mean (not the reference's batchmean, which is 5x larger).
+// same mean: the reference's batchmean divides its sum by the rows, and its per-row sum is already
+// a mean over the S slots' values, so the two are the same number.
 //
 // Numerics. Inputs of any floating dtype are promoted to at least float32 (double stays double),
 // so fp16 teacher logits can be fed directly. NaN after a softmax (a fully masked row) is replaced
@@ -22,7 +23,8 @@
 //    EOS. S's term there is still exactly 0 (K > 1: one live token, b_K = -inf); R's is
 //    ½|q(EOS) - p(EOS)| with constrained_loss alone and 0 with constrained_softmax, where the
 //    reference's fully masked slot 4 always gave 0 (§4.3);
-//  * AtSpeed-S's KL is a mean over rows x slots, not batchmean over rows (§9.6);
+//  * AtSpeed-S's KL is written as a mean over rows x slots (§9.6), the same value as the
+//    reference's batchmean;
 //  * SeqKD's slot-0 label is the beam's own first code, not the ground truth (§7.4);
 //  * the CE term is over response tokens only (§9.7), see response_ce.
 #pragma once
@@ -40,17 +42,21 @@ namespace atspeed::train {
 // The draft-training objective, parsed once where the config is read (align.objective).
 class Objective {
  public:
-  enum Value : uint8_t { Ce, AtspeedS, AtspeedR, WordKd, TvdKd, SeqKd };
+  enum Value : uint8_t { Ce, AtspeedS, AtspeedR, WordKd, TvdKd, SeqKd, AtspeedSNorm };
   constexpr Objective(Value v = Ce) : value_(v) {}  // NOLINT: implicit on purpose
   constexpr Value value() const { return value_; }
   constexpr bool operator==(const Objective&) const = default;
-  const char* name() const;  // ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd
+  const char* name() const;  // ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd, atspeed_s_norm
   // Everything but ce aligns to a teacher.
   constexpr bool needs_teacher() const { return value_ != Ce; }
   // The objectives fed the teacher's K beam rows as well as the ground truth.
-  constexpr bool needs_beams() const { return value_ == AtspeedS || value_ == AtspeedR || value_ == SeqKd; }
+  constexpr bool needs_beams() const {
+    return value_ == AtspeedS || value_ == AtspeedR || value_ == SeqKd || value_ == AtspeedSNorm;
+  }
   // The objectives with per-slot allowed sets (the reference's others reject them).
-  constexpr bool supports_constrained_loss() const { return value_ == Ce || value_ == AtspeedS || value_ == AtspeedR; }
+  constexpr bool supports_constrained_loss() const {
+    return value_ == Ce || value_ == AtspeedS || value_ == AtspeedR || value_ == AtspeedSNorm;
+  }
   static std::optional<Objective> from_name(const std::string& text);
   // Error(Config) naming `field` and the known names for an unknown one.
   static Objective parse(const std::string& text, const std::string& field);
@@ -112,8 +118,22 @@ at::Tensor atspeed_r_loss(const at::Tensor& student, const at::Tensor& teacher, 
 //   a = lq[J], b = lp[J], J = the top_k_tokens largest student log-probs (descending)
 //   L = mean(sum_j e^a_j (a_j - b_j)) + mean(-e^b_K * sum_j e^a_j a_j)
 // Same arguments as atspeed_r_loss (slot_mask required when opts.constrained_loss). Scalar.
+//
+// As published this is a partial KL of unnormalised distributions: on J, sum_j q_j log(q_j / p_j) is
+// smallest at q_j = p_j / e, not at q = p, so without the reference's saturating settings it moves
+// draft mass out of its own top-K (what lowered strict acceptance in the README's study).
 at::Tensor atspeed_s_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
                           const AlignmentOptions& opts);
+
+// atspeed_s_norm: AtSpeed-S with both distributions renormalised over the student's top-K set J,
+//   â = log_softmax(a), b̂ = log_softmax(b)        (a, b as in atspeed_s_loss)
+//   L = mean(sum_j e^â_j (â_j - b̂_j)) + the same density term as atspeed_s_loss
+// The divergence is a proper KL on J: >= 0, and 0 with a zero gradient at q = p.
+at::Tensor atspeed_s_norm_loss(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
+                               const AlignmentOptions& opts);
+// Its divergence term alone (tests: q = p is a stationary point).
+at::Tensor topk_renormalised_kl(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& slot_mask,
+                                const AlignmentOptions& opts);
 
 // WordKD: forward KL(p_teacher || q_student) over the full vocabulary, mean over B*S.
 // student_gt, teacher_gt: float [B, S, V]. Scalar.

@@ -148,7 +148,7 @@ TEST(TeacherData, RoundTripFullHalfTopKAndFingerprints) {
 TEST(DraftObjective, EveryObjectiveTrainsAFewSteps) {
   at::set_num_threads(1);
   test::TempDir tmp;
-  for (const std::string obj : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"}) {
+  for (const std::string obj : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd", "atspeed_s_norm"}) {
     auto overrides = tiny_overrides(tmp, "run_" + obj);
     overrides.push_back("align.objective=" + obj);
     overrides.push_back("align.target=unused");

@@ -200,6 +200,11 @@ TEST(ObjectiveTest, FiniteDifferenceGradients) {
          return atspeed_r_loss(s, teacher, {}, o);
        }},
       {"wordkd", [&](const torch::Tensor& s) { return wordkd_loss(s.flatten(0, 1), teacher.flatten(0, 1)); }},
+      {"atspeed_s_norm", [&](const torch::Tensor& s) {
+         AlignmentOptions o = opts_for("atspeed_s_norm");
+         o.top_k_tokens = 3;
+         return atspeed_s_norm_loss(s, teacher, {}, o);
+       }},
   };
   for (const auto& [name, f] : losses) {
     SCOPED_TRACE(name);
@@ -215,6 +220,53 @@ TEST(ObjectiveTest, FiniteDifferenceGradients) {
       const double fd = (value(f(plus)) - value(f(minus))) / (2 * h);
       EXPECT_NEAR(grad[i].item<double>(), fd, 1e-7) << "entry " << i;
     }
+  }
+}
+
+// atspeed_s_norm by hand: V = 3, K = 2. Student probs (0.5, 0.3, 0.2), teacher (0.2, 0.6, 0.2): J =
+// tokens {0, 1}; renormalised q̂ = (0.625, 0.375), p̂ = (0.25, 0.75); KL(q̂ || p̂) = 0.625 ln 2.5 +
+// 0.375 ln 0.5; density term = -p_1 * (0.5 ln 0.5 + 0.3 ln 0.3) with p_1 = 0.6, the teacher's
+// probability at the draft's 2nd token.
+TEST(ObjectiveTest, AtSpeedSNormHandComputed) {
+  const auto s = log_probs({0.5, 0.3, 0.2}, {1, 1, 1, 3});
+  const auto t = log_probs({0.2, 0.6, 0.2}, {1, 1, 1, 3});
+  AlignmentOptions o = opts_for("atspeed_s_norm");
+  o.top_k_tokens = 2;
+  const double kl = 0.625 * std::log(2.5) + 0.375 * std::log(0.5);
+  const double density = -0.6 * (0.5 * std::log(0.5) + 0.3 * std::log(0.3));
+  EXPECT_NEAR(value(topk_renormalised_kl(s, t, {}, o)), kl, 1e-12);
+  EXPECT_NEAR(value(atspeed_s_norm_loss(s, t, {}, o)), kl + density, 1e-12);
+  AlignmentInputs in;
+  in.student_beams = s;
+  in.teacher_beams = t;
+  EXPECT_EQ(value(alignment_loss(Objective::AtspeedSNorm, in, o)), value(atspeed_s_norm_loss(s, t, {}, o)));
+}
+
+// q = p: the renormalised divergence is 0 with a zero gradient (a stationary point, as a divergence
+// must be); the published AtSpeed-S divergence is 0 there too but its gradient is not, because on
+// the top-K set it is smallest at q_j = p_j / e: it pushes draft mass out of its own top-K.
+TEST(ObjectiveTest, AtSpeedSNormIsStationaryAtQEqualsP) {
+  torch::manual_seed(9);
+  const auto t = torch::randn({2, 3, 4, 8}, kF64);
+  AlignmentOptions o = opts_for("atspeed_s_norm");
+  o.top_k_tokens = 3;
+  auto s = t.clone().requires_grad_(true);
+  const auto norm = topk_renormalised_kl(s, t, {}, o);
+  norm.backward();
+  EXPECT_NEAR(value(norm), 0.0, 1e-12);
+  EXPECT_LT(s.grad().abs().max().item<double>(), 1e-12);
+  // The published one: its KL part alone (the density term is 0 only where the teacher's K-th
+  // probability is; take it out by subtracting it at the same point).
+  auto s2 = t.clone().requires_grad_(true);
+  AlignmentOptions so = opts_for("atspeed_s");
+  so.top_k_tokens = 3;
+  const auto published_kl = atspeed_s_loss(s2, t, {}, so) - (atspeed_s_norm_loss(s2, t, {}, o) - topk_renormalised_kl(s2, t, {}, o));
+  published_kl.backward();
+  EXPECT_NEAR(value(published_kl), 0.0, 1e-12);
+  EXPECT_GT(s2.grad().abs().max().item<double>(), 1e-3);
+  // And the renormalised divergence is never negative.
+  for (int trial = 0; trial < 5; ++trial) {
+    EXPECT_GE(value(topk_renormalised_kl(torch::randn({2, 3, 4, 8}, kF64), t, {}, o)), -1e-12);
   }
 }
 
@@ -266,7 +318,9 @@ TEST(ObjectiveTest, ValidateRejectsBadOptions) {
       EXPECT_NE(e.message().find(key), std::string::npos) << e.message();
     }
   };
-  for (const char* name : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd"}) EXPECT_NO_THROW(opts_for(name).validate());
+  for (const char* name : {"ce", "atspeed_s", "atspeed_r", "wordkd", "tvdkd", "seqkd", "atspeed_s_norm"}) {
+    EXPECT_NO_THROW(opts_for(name).validate());
+  }
   try {  // an unknown name never becomes an Objective: the error names the field
     opts_for("atspeed");
     ADD_FAILURE() << "atspeed was accepted";
