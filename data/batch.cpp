@@ -24,8 +24,13 @@ Rows build_rows(std::span<const Sample* const> samples, const PromptFormat& form
     r.prompt_len.push_back(static_cast<int64_t>(row.size()));
     if (with_response) {
       ATSPEED_CHECK(!s->targets.empty(), "sample of user ", s->user, " has no target");
-      const auto resp = format.response(s->targets.front());
-      row.insert(row.end(), resp.begin(), resp.end());
+      // Several targets in one row only make sense where a response is also the next prompt's tail.
+      ATSPEED_ENSURE(Config, s->targets.size() == 1 || format.layout().is_stream(), "a training row of user ", s->user,
+                     " has ", s->targets.size(), " targets: one-pass rows need data.prompt_format=stream");
+      for (int64_t item : s->targets) {
+        const auto resp = format.response(item);
+        row.insert(row.end(), resp.begin(), resp.end());
+      }
     }
     r.tokens.push_back(std::move(row));
     r.users.push_back(s->user);

@@ -1,12 +1,13 @@
 // Collation of samples into tensors.
 //
-// Training rows are prompt + response: [BOS, history codes.., RESP, c1 .. cL, EOS], right-padded
-// with PAD. `targets` is already shifted: targets[b, t] is the token that the logits at position t
-// must predict, i.e. tokens[b, t + 1] when that token belongs to the response (c1..cL, EOS), else
-// -100. So the CE over the response only (SPEC §9.7) is
+// Training rows are prompt + response(s): [BOS, history codes.., RESP, c1 .. cL, EOS] (resp layout)
+// or [BOS, history codes.. EOS, c1 .. cL EOS, c1 .. cL EOS, ..] (stream; a one-pass row carries
+// several targets), right-padded with PAD. `targets` is already shifted: targets[b, t] is the token
+// that the logits at position t must predict, i.e. tokens[b, t + 1] when that token belongs to a
+// response (c1..cL, EOS), else -100. So the CE over the responses only (SPEC §9.7) is
 //   cross_entropy(logits.view({-1, V}), targets.view(-1), ignore_index = -100)
-// and the L + 1 predicting positions of row b are prompt_lengths[b] - 1 .. prompt_lengths[b] + L - 1
-// (the RESP token predicts c1; cL predicts EOS).
+// and the predicting positions of row b are prompt_lengths[b] - 1 .. lengths[b] - 2
+// (the prompt's last token predicts c1; cL predicts EOS).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -31,7 +32,7 @@ struct Batch {
   std::vector<int64_t> users; // the samples' users
 };
 
-// Prompt + response of each sample's first target (train / valid rows).
+// Prompt + the responses of each sample's targets (train / valid rows; several only in stream).
 Batch collate_train(std::span<const Sample* const> samples, const PromptFormat& format);
 Batch collate_train(std::span<const Sample> samples, const PromptFormat& format);
 // Prompts only (generation, teacher data, evaluation): targets is undefined.

@@ -10,6 +10,7 @@ void DataConfig::read(ConfigSection& s) {
       .get("levels", levels)
       .get("codebook_size", codebook_size)
       .get("history_len", history_len)
+      .get("prompt_format", prompt_format)
       .get("sep_token", sep_token)
       .get("constraint", constraint)
       .get("train_samples", train_samples)
@@ -34,8 +35,13 @@ void DataConfig::validate() const {
   config_ensure(history_len >= 1, "data.history_len", "must be >= 1");
   config_ensure(constraint == "trie" || constraint == "level", "data.constraint",
                 "must be trie or level (got '" + constraint + "')");
-  config_ensure(train_samples == "all_prefixes" || train_samples == "last", "data.train_samples",
-                "must be all_prefixes or last (got '" + train_samples + "')");
+  const PromptLayout l = layout();  // checks prompt_format and its sep_token
+  config_ensure(train_samples == "all_prefixes" || train_samples == "last" || train_samples == "one_pass",
+                "data.train_samples", "must be all_prefixes, last or one_pass (got '" + train_samples + "')");
+  config_ensure(train_samples != "one_pass" || l.is_stream(), "data.train_samples",
+                "one_pass needs data.prompt_format=stream (in resp, RESP sits between a history and its response, "
+                "so each prefix needs its own row)");
+  // The draft objectives read one teacher target per row.
   config_ensure(draft_samples == "all_prefixes" || draft_samples == "last", "data.draft_samples",
                 "must be all_prefixes or last (got '" + draft_samples + "')");
   validate_synth_options(synthetic, "data.synthetic", codebook_size);

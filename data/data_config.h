@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/vocab/prompt.h"
 #include "data/synth.h"
 
 namespace atspeed {
@@ -21,11 +22,18 @@ struct DataConfig {
   int levels = 4;                    // code levels per item
   int64_t codebook_size = 256;       // codes per level
   int history_len = 20;              // history cut to its last history_len items (SPEC §1.5)
-  bool sep_token = true;             // SEP after every history item in the prompt
+  // Prompt layout (core/vocab/prompt.h): resp (BOS, items [SEP], RESP; every checkpoint written
+  // before this key existed) or stream (BOS, items each ending in EOS; allows train_samples one_pass).
+  std::string prompt_format = "resp";
+  bool sep_token = true;             // resp: SEP after every history item in the prompt; stream: must be true
   std::string constraint = "trie";   // trie (real items only, SPEC §9.1) or level (the reference's timing setup)
-  std::string train_samples = "all_prefixes";  // target training: every prefix (§9.7) or last (one per user)
+  // Target training: every prefix as its own row (§9.7), last (one per user), or one_pass (every prefix,
+  // scored in one causal pass over windows of history_len + 1 items; needs prompt_format stream).
+  std::string train_samples = "all_prefixes";
   std::string draft_samples = "last";          // teacher data / draft training: last (§1.5) or all_prefixes
   SynthOptions synthetic;            // generator parameters, used when source = synthetic
+
+  PromptLayout layout() const { return PromptLayout::from_config(prompt_format, sep_token); }
 
   void read(ConfigSection& s);
   void validate() const;

@@ -10,7 +10,8 @@ namespace atspeed {
 TrainSamples parse_train_samples(const std::string& text) {
   if (text == "all_prefixes") return TrainSamples::AllPrefixes;
   if (text == "last") return TrainSamples::Last;
-  ATSPEED_THROW(Config, "unknown sample mode '", text, "' (all_prefixes or last)");
+  if (text == "one_pass") return TrainSamples::OnePass;
+  ATSPEED_THROW(Config, "unknown sample mode '", text, "' (all_prefixes, last or one_pass)");
 }
 
 namespace {
@@ -26,6 +27,15 @@ std::vector<Sample> make_train_samples(const Dataset& ds, TrainSamples mode, int
   for (int64_t u = 0; u < ds.num_users(); ++u) {
     const auto& seq = ds.train[static_cast<size_t>(u)];
     if (seq.size() < 2) continue;
+    if (mode == TrainSamples::OnePass) {
+      const auto stride = static_cast<size_t>(history_len);
+      for (size_t begin = 0; begin + 1 < seq.size(); begin += stride) {
+        const size_t end = std::min(seq.size(), begin + stride + 1);
+        out.push_back({u, {seq[begin]}, {seq.begin() + static_cast<std::ptrdiff_t>(begin + 1),
+                                         seq.begin() + static_cast<std::ptrdiff_t>(end)}});
+      }
+      continue;
+    }
     const size_t first = mode == TrainSamples::AllPrefixes ? 1 : seq.size() - 1;
     for (size_t i = first; i < seq.size(); ++i) out.push_back({u, last_n(seq, i, history_len), {seq[i]}});
   }
@@ -56,13 +66,13 @@ std::vector<Sample> make_test_samples(const Dataset& ds, int history_len) {
   return out;
 }
 
-PromptFormat::PromptFormat(std::shared_ptr<const ItemCatalog> catalog, bool sep_token)
-    : catalog_(std::move(catalog)), sep_(sep_token) {
+PromptFormat::PromptFormat(std::shared_ptr<const ItemCatalog> catalog, PromptLayout layout)
+    : catalog_(std::move(catalog)), layout_(layout) {
   ATSPEED_CHECK(catalog_ != nullptr, "null catalogue");
 }
 
 void PromptFormat::append_prompt(std::span<const int64_t> history, std::vector<int64_t>& out) const {
-  append_prompt_tokens(*catalog_, history, sep_, out);  // the layout lives in core, shared with serve/
+  append_prompt_tokens(*catalog_, history, layout_, out);  // the layout lives in core, shared with serve/
 }
 
 std::vector<int64_t> PromptFormat::prompt(std::span<const int64_t> history) const {

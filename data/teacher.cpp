@@ -33,6 +33,7 @@ void set_meta(CheckpointWriter& w, const TeacherMeta& m) {
   w.set_int_attribute("", "top_k", m.top_k);
   w.set_int_attribute("", "history_len", m.history_len);
   w.set_int_attribute("", "sep_token", m.sep_token);
+  w.set_string_attribute("", "prompt_format", m.prompt_format);
 }
 
 TeacherMeta get_meta(const CheckpointReader& r) {
@@ -60,6 +61,7 @@ TeacherMeta get_meta(const CheckpointReader& r) {
   m.top_k = num("top_k");
   m.history_len = num("history_len");
   m.sep_token = num("sep_token");
+  m.prompt_format = r.string_attribute("", "prompt_format").value_or("resp");
   return m;
 }
 
@@ -105,7 +107,8 @@ std::string TeacherMeta::difference(const TeacherMeta& o) const {
         s("logits_dtype", logits_dtype, o.logits_dtype), i("split_samples", split_samples, o.split_samples),
         i("chunk_size", chunk_size, o.chunk_size), i("beams", beams, o.beams), i("slots", slots, o.slots),
         i("vocab_size", vocab_size, o.vocab_size), i("top_k", top_k, o.top_k),
-        i("history_len", history_len, o.history_len), i("sep_token", sep_token, o.sep_token)})
+        i("history_len", history_len, o.history_len), i("sep_token", sep_token, o.sep_token),
+        s("prompt_format", prompt_format, o.prompt_format)})
     if (!d.empty()) return d;
   return "";
 }

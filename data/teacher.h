@@ -38,7 +38,7 @@
 // Root attributes: kind "teacher", fingerprint = the item index fingerprint; strings
 // target_fingerprint (model::parameter_fingerprint of the target), split, logits_dtype,
 // train_samples; ints part, first_sample, split_samples, chunk_size, beams, slots, vocab_size, top_k,
-// history_len, sep_token.
+// history_len, sep_token; string prompt_format (absent in older files: resp).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -68,6 +68,7 @@ struct TeacherMeta {
   int64_t top_k = 0;               // 0 = full logits
   int64_t history_len = 20;
   int64_t sep_token = 1;
+  std::string prompt_format = "resp";  // data.prompt_format; parts written before the key existed read as resp
 
   int64_t num_parts() const { return (split_samples + chunk_size - 1) / chunk_size; }
   // Error(Config) naming teacher.<key> for a bad value.

@@ -149,7 +149,7 @@ BenchSetup load_bench(const BenchDecodeOptions& o, DataConfig data, const Decode
   b.target_model = load_model_for(target_reader, b.ds, b.device, "target", dec.dtype);
   if (draft_reader) b.draft_model = load_model_for(*draft_reader, b.ds, b.device, "draft", dec.dtype);
   if (b.draft_model) warn_if_draft_larger(*b.target_model, *b.draft_model, o.target, o.draft);
-  b.format = std::make_unique<PromptFormat>(b.ds.catalog, data.sep_token);
+  b.format = std::make_unique<PromptFormat>(b.ds.catalog, data.layout());
   b.constraint = make_constraint(data.constraint, *b.ds.catalog);
   b.users = make_eval_users(b.ds, *b.format, "test", data.history_len, o.users, static_cast<uint64_t>(run.seed), dec.seed);
   b.target_scorer = std::make_unique<decode::LlamaTreeScorer>(b.target_model);

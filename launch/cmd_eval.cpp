@@ -74,7 +74,7 @@ void run_eval(EvalOptions o) {
     warn_if_draft_larger(*model, *draft_model, o.ckpt, ev.draft);
   }
 
-  const PromptFormat format(ds.catalog, data.sep_token);
+  const PromptFormat format(ds.catalog, data.layout());
   const EvalUsers users = make_eval_users(ds, format, ev.split, data.history_len, ev.max_users, std::nullopt, dec.seed);
   const auto constraint = make_constraint(data.constraint, *ds.catalog);
   spdlog::info("eval {} on {} ({} split, {} users, constraint {}, device {}, mode {}, K = {})", o.ckpt, ds.name, ev.split,

@@ -89,9 +89,10 @@ void run_serve(const ServeOptions& o) {
     // Both models read the same prompt; a draft trained on another layout would silently disagree.
     DataConfig draft_data = data;
     apply_prompt_settings(*draft_reader, draft_data);
-    ATSPEED_ENSURE(Checkpoint, draft_data.sep_token == data.sep_token && draft_data.history_len == data.history_len,
-                   sc.draft, ": prompt layout (data.sep_token = ", draft_data.sep_token, ", data.history_len = ",
-                   draft_data.history_len, ") differs from the target's (", data.sep_token, ", ", data.history_len, ")");
+    ATSPEED_ENSURE(Checkpoint, draft_data.layout() == data.layout() && draft_data.history_len == data.history_len,
+                   sc.draft, ": prompt layout (data.prompt_format = ", draft_data.prompt_format, ", data.sep_token = ",
+                   draft_data.sep_token, ", data.history_len = ", draft_data.history_len, ") differs from the target's (",
+                   data.prompt_format, ", ", data.sep_token, ", ", data.history_len, ")");
   }
   // The draft is sharded like the target rather than replicated, although it is small: every rank
   // must grow the very same trees or the target's all-reduces stop lining up (a hang, not an
@@ -130,7 +131,7 @@ void run_serve(const ServeOptions& o) {
     if (draft_scorer) {
       decode::AutoOptions ao = dec.auto_plan;
       if (tp > 1) ao.cache = false;
-      const PromptFormat format(ds.catalog, data.sep_token);
+      const PromptFormat format(ds.catalog, data.layout());
       const EvalUsers calib = make_eval_users(ds, format, "valid", data.history_len, ao.calib_users, std::nullopt, dec.seed);
       const auto key = decode::PlanKey::of(sc.target, sc.draft, device.str(), dec.dtype, constraint->name(),
                                            at::get_num_threads(), sc.max_batch, static_cast<int64_t>(calib.size()),
@@ -151,7 +152,7 @@ void run_serve(const ServeOptions& o) {
   serve::RequestLimits limits;
   limits.max_history = sc.max_history;
   limits.history_len = data.history_len;
-  limits.sep_token = data.sep_token;
+  limits.prompt = data.layout();
   limits.max_k = sc.max_k;
   limits.max_draft_width = sc.max_draft_width;
   limits.default_k = sc.default_k;

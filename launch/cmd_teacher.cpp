@@ -66,7 +66,7 @@ void run_teacher(const TeacherOptions& o) {
   model::LlamaModel target = load_model_for(reader, ds, device, "target");
   const std::string target_fp = model::parameter_fingerprint(*target);
   const std::string out = tc.out.empty() ? (fs::path(run.out_dir) / "teacher").string() : tc.out;
-  const PromptFormat format(ds.catalog, data.sep_token);
+  const PromptFormat format(ds.catalog, data.layout());
   train::TeacherComputer computer(target, ds.catalog, tc.beams, tc.batch_size, device);
 
   std::vector<train::TeacherSplit> splits;
@@ -76,7 +76,7 @@ void run_teacher(const TeacherOptions& o) {
   if (tc.max_valid > 0 && static_cast<int64_t>(splits[1].samples.size()) > tc.max_valid)
     splits[1].samples.resize(static_cast<size_t>(tc.max_valid));
   train::TeacherJob job(std::move(splits), tc, out, ds.catalog->fingerprint(), target_fp, format.response_length(),
-                        ds.catalog->vocab().size(), data.history_len, data.sep_token, comm->rank(), comm->size());
+                        ds.catalog->vocab().size(), data.history_len, data.layout(), comm->rank(), comm->size());
   spdlog::info("teacher: target {} ({}), K = {}, {} train + {} valid samples, {} parts to write on this rank ({} "
                "already complete), out {}",
                tc.target, target_fp, tc.beams, job.splits()[0].samples.size(), job.splits()[1].samples.size(),

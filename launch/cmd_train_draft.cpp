@@ -63,9 +63,10 @@ void run_train_draft(const TrainDraftOptions& o) {
     // The target only understands its own prompt layout, and the student must see the same prompts.
     DataConfig stored = data;
     apply_prompt_settings(reader, stored);
-    ATSPEED_ENSURE(Config, stored.history_len == data.history_len && stored.sep_token == data.sep_token,
-                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the target ",
-                   align.target, "'s (", stored.history_len, "/", stored.sep_token, "); set them to the target's");
+    ATSPEED_ENSURE(Config, stored.history_len == data.history_len && stored.layout() == data.layout(),
+                   "data.history_len/prompt_format/sep_token (", data.history_len, "/", data.prompt_format, "/",
+                   data.sep_token, ") differ from the target ", align.target, "'s (", stored.history_len, "/",
+                   stored.prompt_format, "/", stored.sep_token, "); set them to the target's");
     model::LlamaModel target = load_model_for(reader, ds, trainer.device(), "target");
     target_fp = model::parameter_fingerprint(*target);
     if (align.teacher.empty())
@@ -79,11 +80,14 @@ void run_train_draft(const TrainDraftOptions& o) {
     model::read_parameters(init, trainer.model());
     spdlog::info("draft initialised from {}", align.init);
   }
-  train::DraftObjective objective(align, ds.catalog, data.sep_token, trainer, std::move(online), target_fp);
+  train::DraftObjective objective(align, ds.catalog, data.layout(), trainer, std::move(online), target_fp);
   if (const TeacherMeta* m = objective.teacher_meta())
-    ATSPEED_ENSURE(Config, m->history_len == data.history_len && m->sep_token == (data.sep_token ? 1 : 0),
-                   "data.history_len/data.sep_token (", data.history_len, "/", data.sep_token, ") differ from the teacher data ",
-                   align.teacher, "'s (", m->history_len, "/", m->sep_token, "); set them to the teacher's");
+    ATSPEED_ENSURE(Config,
+                   m->history_len == data.history_len && m->sep_token == (data.sep_token ? 1 : 0) &&
+                       m->prompt_format == data.prompt_format,
+                   "data.history_len/prompt_format/sep_token (", data.history_len, "/", data.prompt_format, "/",
+                   data.sep_token, ") differ from the teacher data ", align.teacher, "'s (", m->history_len, "/",
+                   m->prompt_format, "/", m->sep_token, "); set them to the teacher's");
   trainer.set_objective(objective.objective());
   spdlog::info("train-draft: objective {} (alpha {}), teacher {}", align.options.objective.name(), align.options.alpha,
                !align.needs_teacher() ? "none" : align.teacher.empty() ? "online (" + align.target + ")" : align.teacher);

@@ -14,6 +14,13 @@ namespace atspeed::launch {
 
 void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data) {
   const Config stored = Config::from_yaml(reader.attributes().config_yaml, reader.path() + ":config_yaml");
+  // A checkpoint without the key predates it and was trained on the resp layout.
+  const std::string format = stored.has("data.prompt_format") ? stored.at("data.prompt_format").as<std::string>() : "resp";
+  if (format != data.prompt_format) {
+    spdlog::warn("data.prompt_format = {} in {}, {} in the config: using the checkpoint's", format, reader.path(),
+                 data.prompt_format);
+  }
+  data.prompt_format = format;
   if (stored.has("data.sep_token")) {
     const bool v = stored.at("data.sep_token").as<bool>();
     if (v != data.sep_token) {

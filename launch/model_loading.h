@@ -16,7 +16,7 @@ namespace atspeed::launch {
 
 using atspeed::resolve_device;  // core/device.h
 
-// Takes data.sep_token / data.history_len from the checkpoint's stored config when present (a model
+// Takes data.prompt_format (resp when absent: older checkpoints) / data.sep_token / data.history_len from the checkpoint's stored config when present (a model
 // only understands its own prompt layout), warning when they differ from `data`.
 void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data);
 

@@ -4,8 +4,10 @@
 # most-popular on every test user, runs the decode benchmark and the strict-invariant check on
 # every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
 #   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant auto
-#                                                (default: all but self and auto)
-# Beauty: target 2 + 2 epochs; Games: 1 epoch (measured times in the README).
+#                                                train_bench deep deep_eval deep_forward deep_bench
+#                                                (default: target draft eval bench invariant)
+# Targets train one-pass (data.train_samples=one_pass), with early stopping on the validation loss:
+# Beauty at most 12 epochs, Games at most 5 (the compute budget; measured times in the README).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ds="${1:?usage: launch/results.sh beauty|games [stage ...]}"
@@ -13,8 +15,8 @@ shift
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(target draft eval bench invariant)
 case "$ds" in
-  beauty) epochs=2; more_epochs=4; eval_every=200 ;;   # 2 epochs, then continued to 4 (see README)
-  games) epochs=1; more_epochs=""; eval_every=245 ;;
+  beauty) epochs=12; deep_epochs=8 ;;
+  games) epochs=5; deep_epochs=3 ;;
   *) echo "unknown dataset '$ds' (beauty or games)" >&2; exit 2 ;;
 esac
 bash launch/build.sh >/dev/null
@@ -24,18 +26,28 @@ threads="${ATSPEED_THREADS:-2}"
 for stage in "${stages[@]}"; do
   echo "[results] $ds: $stage"
   case "$stage" in
-    target)
-      "$bin" train-target data="$ds" train.epochs="$epochs" train.eval_every="$eval_every" run.threads="$threads" \
-        run.out_dir="runs/$ds-target"
-      # Beauty: the 2-epoch run continued to 4 epochs (resume extends the cosine schedule; its lr
-      # restarts from the middle of the 4-epoch curve).
-      if [ -n "$more_epochs" ]; then
-        "$bin" train-target data="$ds" train.epochs="$more_epochs" train.eval_every="$eval_every" train.resume=true \
-          run.threads="$threads" run.out_dir="runs/$ds-target"
-      fi ;;
+    target)  # resumable: rerun the stage with ATSPEED_RESUME=1 after an interruption
+      "$bin" train-target data="$ds" train.epochs="$epochs" run.threads="$threads" run.out_dir="runs/$ds-target" \
+        train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
     draft)
-      "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" train.eval_every="$eval_every" \
-        run.threads="$threads" run.out_dir="runs/$ds-draft" ;;
+      "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
+        run.out_dir="runs/$ds-draft" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+    train_bench)  # README "Training throughput": per-prefix rows against one-pass rows, side by side
+      "$bin" bench train model=target_small data="$ds" run.threads="$threads" run.out_dir="runs/$ds-train-bench" \
+        train.global_batch=1024 train.micro_batch=16 --steps 8 --warmup 2 ;;
+    deep)  # the 16-layer target_deep (README "A deep target")
+      "$bin" train-target model=target_deep data="$ds" train.epochs="$deep_epochs" run.threads="$threads" \
+        run.out_dir="runs/$ds-deep" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+    deep_eval)
+      "$bin" eval data="$ds" ckpt="runs/$ds-deep/best.h5" run.threads="$threads" run.out_dir="runs/$ds-deep-eval" ;;
+    deep_forward)  # forward cost against new tokens: target_deep vs the 1-layer quickstart_draft
+      "$bin" bench forward run.threads="$threads" run.out_dir="runs/$ds-deep-forward" \
+        --models target_deep quickstart_draft target_small draft_small --ns 1 5 20 40 80 \
+        --json "runs/$ds-deep-forward/bench_forward.json" ;;
+    deep_bench)
+      "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-deep-bench" \
+        --target "runs/$ds-deep/best.h5" --draft "runs/$ds-draft/best.h5" --users 200 --batch-sizes 1 8 \
+        --ks 1 3 5 10 20 --methods target strict relaxed auto --json "runs/$ds-deep-bench/bench_decode.json" ;;
     eval)
       "$bin" eval data="$ds" ckpt="runs/$ds-target/best.h5" run.threads="$threads" run.out_dir="runs/$ds-eval" ;;
     bench)

@@ -16,6 +16,7 @@
 #include "core/decode/decode_mode.h"
 #include "core/decode/planner.h"
 #include "core/vocab/item_catalog.h"
+#include "core/vocab/prompt.h"
 
 namespace atspeed::serve {
 
@@ -45,7 +46,7 @@ struct DecodeJob {
 struct RequestLimits {
   int64_t max_history = 200;
   int history_len = 20;         // the model's prompt keeps the last history_len items
-  bool sep_token = true;
+  PromptLayout prompt;          // the model's prompt layout (data.prompt_format, data.sep_token)
   int64_t max_k = 100;
   int64_t max_draft_width = 256;
   int64_t default_k = 10;

@@ -40,9 +40,11 @@ inline model::LlamaModel random_model(int64_t vocab, uint64_t seed = 3, int64_t 
   return m;
 }
 
-// Writes `m` as a checkpoint of `kind` for the item index with `fingerprint`.
+// Writes `m` as a checkpoint of `kind` for the item index with `fingerprint`. Its stored config names
+// data.prompt_format = `prompt_format`, or has no such key when it is "" (a checkpoint from before
+// the key existed, which loads as resp).
 inline void write_model_checkpoint(const std::string& path, model::LlamaModel& m, const std::string& fingerprint,
-                                   const std::string& kind = "target") {
+                                   const std::string& kind = "target", const std::string& prompt_format = "") {
   const auto& o = m->options();
   CheckpointAttributes attrs;
   attrs.kind = kind;
@@ -51,7 +53,8 @@ inline void write_model_checkpoint(const std::string& path, model::LlamaModel& m
                       "\n  hidden_size: " + std::to_string(o.hidden_size) +
                       "\n  intermediate_size: " + std::to_string(o.intermediate_size) +
                       "\n  num_hidden_layers: " + std::to_string(o.num_hidden_layers) + "\n  num_attention_heads: 4\n  num_key_value_heads: 2\n"
-                      "data:\n  sep_token: true\n  history_len: 20\n";
+                      "data:\n  sep_token: true\n  history_len: 20\n" +
+                      (prompt_format.empty() ? std::string() : "  prompt_format: " + prompt_format + "\n");
   CheckpointWriter w(path, attrs);
   model::write_parameters(w, *m);
   w.commit();

@@ -8,12 +8,12 @@
 
 namespace atspeed::train {
 
-DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, bool sep_token,
+DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, const PromptLayout& layout,
                                const Trainer& trainer, std::unique_ptr<TeacherComputer> online,
                                const std::string& target_fingerprint)
     : align_(align),
       catalog_(catalog),
-      format_(catalog, sep_token),
+      format_(catalog, layout),
       online_(std::move(online)) {
   slot_mask_ = slot_mask(*catalog_);
   if (!align_.needs_teacher() || align_.teacher.empty()) {

@@ -30,7 +30,7 @@ class DraftObjective {
   // split sizes are read here to check the teacher files against them (Error(Data) when they do not
   // fit the trainer's samples or the dataset); no reference to the trainer is kept: each micro-batch
   // brings its samples and device (MicroBatch).
-  DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, bool sep_token,
+  DraftObjective(const AlignConfig& align, std::shared_ptr<const ItemCatalog> catalog, const PromptLayout& layout,
                  const Trainer& trainer, std::unique_ptr<TeacherComputer> online,
                  const std::string& target_fingerprint = "");
   ~DraftObjective();

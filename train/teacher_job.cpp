@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 
 TeacherJob::TeacherJob(std::vector<TeacherSplit> splits, const TeacherConfig& tc, const std::string& out,
                        const std::string& catalog_fingerprint, const std::string& target_fingerprint, int64_t slots,
-                       int64_t vocab_size, int history_len, bool sep_token, int rank, int world)
+                       int64_t vocab_size, int history_len, const PromptLayout& layout, int rank, int world)
     : splits_(std::move(splits)), out_(out), deflate_(static_cast<int>(tc.deflate)) {
   for (size_t si = 0; si < splits_.size(); ++si) {
     TeacherMeta m;
@@ -35,7 +35,8 @@ TeacherJob::TeacherJob(std::vector<TeacherSplit> splits, const TeacherConfig& tc
     m.vocab_size = vocab_size;
     m.top_k = tc.top_k;
     m.history_len = history_len;
-    m.sep_token = sep_token ? 1 : 0;
+    m.sep_token = layout.sep_token ? 1 : 0;
+    m.prompt_format = layout.format_name();
     m.validate();
     metas_.push_back(m);
     for (int64_t c = rank; c < m.num_parts(); c += world) {

@@ -36,7 +36,7 @@ class TeacherJob {
   // out: the teacher directory. Error(Data) when a part there was written with other settings.
   TeacherJob(std::vector<TeacherSplit> splits, const TeacherConfig& tc, const std::string& out,
              const std::string& catalog_fingerprint, const std::string& target_fingerprint, int64_t slots,
-             int64_t vocab_size, int history_len, bool sep_token, int rank, int world);
+             int64_t vocab_size, int history_len, const PromptLayout& layout, int rank, int world);
 
   int64_t parts_to_write() const { return static_cast<int64_t>(jobs_.size()); }
   int64_t parts_skipped() const { return skipped_; }

@@ -72,8 +72,12 @@ TrainObjective token_ce_objective(const PromptFormat& format) {
   o.loss = [&format](model::LlamaModelImpl& m, const MicroBatch& b) {
     return token_ce_sum(m, collate_train(b.samples, format), b.device);
   };
-  // Every sample's response is the same number of tokens, all of them targets.
-  o.units = [&format](const MicroBatch& b) { return static_cast<int64_t>(b.samples.size()) * format.response_length(); };
+  // Every target's response is the same number of tokens, all of them targets.
+  o.units = [&format](const MicroBatch& b) {
+    int64_t items = 0;
+    for (const Sample* s : b.samples) items += static_cast<int64_t>(s->targets.size());
+    return items * format.response_length();
+  };
   return o;
 }
 
@@ -159,7 +163,7 @@ struct Trainer::Impl {
       device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(local_cuda_device(static_cast<int>(torch::cuda::device_count()))));
     }
 
-    format = std::make_unique<PromptFormat>(ds.catalog, data.sep_token);
+    format = std::make_unique<PromptFormat>(ds.catalog, data.layout());
     objective = token_ce_objective(*format);
     train_samples =
         make_train_samples(ds, samples.value_or(parse_train_samples(data.train_samples)), data.history_len);
@@ -372,17 +376,18 @@ struct Trainer::Impl {
     const auto t0 = Clock::now();
     const int64_t M = train.micro_batch;
     const int64_t base = pos.step_in_epoch * M * accum;
-    // The step's samples, grouped into micro-batches by history length: the gradient is a sum over
+    // The step's samples, grouped into micro-batches by row length: the gradient is a sum over
     // the step's set, so the grouping changes nothing but the padding (rows are padded to the
     // longest in their micro-batch; unsorted, about 2/3 of a micro-batch would be padding).
     std::vector<int64_t> step_rows;
     for (int64_t k = 0; k < M * accum; ++k) step_rows.push_back(order[static_cast<size_t>(base + k)]);
     std::stable_sort(step_rows.begin(), step_rows.end(), [this](int64_t a, int64_t b) {
-      return train_samples[static_cast<size_t>(a)].history.size() < train_samples[static_cast<size_t>(b)].history.size();
+      return format->row_length(train_samples[static_cast<size_t>(a)]) <
+             format->row_length(train_samples[static_cast<size_t>(b)]);
     });
     std::vector<std::vector<int64_t>> micro;
     std::vector<std::vector<const Sample*>> micro_rows;
-    int64_t local_targets = 0, local_tokens = 0;
+    int64_t local_targets = 0, local_tokens = 0, local_items = 0;
     const std::string split = "train";
     for (int64_t a = 0; a < accum; ++a) {
       micro.emplace_back(step_rows.begin() + a * M, step_rows.begin() + (a + 1) * M);
@@ -390,11 +395,14 @@ struct Trainer::Impl {
       for (int64_t i : micro.back()) {
         const Sample& s = train_samples[static_cast<size_t>(i)];
         micro_rows.back().push_back(&s);
-        local_tokens += format->prompt_length(static_cast<int64_t>(s.history.size())) + format->response_length();
+        local_tokens += format->row_length(s);
+        local_items += static_cast<int64_t>(s.targets.size());
       }
       local_targets += objective.units(MicroBatch{split, micro.back(), micro_rows.back(), device});
     }
-    at::Tensor counts = at::tensor({static_cast<double>(local_targets), static_cast<double>(local_tokens)}, at::kDouble);
+    at::Tensor counts = at::tensor(
+        {static_cast<double>(local_targets), static_cast<double>(local_tokens), static_cast<double>(local_items)},
+        at::kDouble);
     comm_all_reduce(counts);
     const double global_targets = std::max(1.0, counts[0].item<double>());
     const double lr = train.lr * warmup_cosine_factor(pos.global_step, train.warmup_steps, total);
@@ -421,7 +429,9 @@ struct Trainer::Impl {
     r.lr = lr;
     r.grad_norm = grad_norm;
     r.tokens = static_cast<int64_t>(counts[1].item<double>());
-    r.tokens_per_s = static_cast<double>(r.tokens) / std::max(1e-9, seconds_since(t0));
+    r.items = static_cast<int64_t>(counts[2].item<double>());
+    r.seconds = seconds_since(t0);
+    r.tokens_per_s = static_cast<double>(r.tokens) / std::max(1e-9, r.seconds);
     return r;
   }
 
@@ -462,10 +472,12 @@ struct Trainer::Impl {
         run_tokens += r.tokens;
         result.steps.push_back(r);
         log_metrics({{"step", r.step}, {"epoch", r.epoch}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                     {"tokens_per_s", r.tokens_per_s}, {"tokens", r.tokens}});
+                     {"tokens_per_s", r.tokens_per_s}, {"tokens", r.tokens}, {"items", r.items}});
         if (bar) {
-          const std::string extra = fmt::format("epoch {}/{}  loss {:.4f}  lr {:.2e}  {} tok/s", r.epoch, train.epochs,
-                                                r.loss, r.lr, ProgressBar::format_rate(r.tokens_per_s));
+          const std::string extra =
+              fmt::format("epoch {}/{}  loss {:.4f}  lr {:.2e}  {} tok/s  {} items/s", r.epoch, train.epochs, r.loss,
+                          r.lr, ProgressBar::format_rate(r.tokens_per_s),
+                          ProgressBar::format_rate(static_cast<double>(r.items) / std::max(1e-9, r.seconds)));
           if (bar->is_tty())
             bar->update(r.step, extra);
           else

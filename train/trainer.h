@@ -36,7 +36,7 @@
 // and resume are unchanged.
 //
 // Metrics: rank 0 appends one JSON line per step to <run.out_dir>/metrics.jsonl
-// ({"step","epoch","loss","lr","grad_norm","tokens_per_s","tokens"}) and one per evaluation
+// ({"step","epoch","loss","lr","grad_norm","tokens_per_s","tokens","items"}) and one per evaluation
 // ({"step","epoch",<metric>,"best","bad_evals"}). On resume the file is cut back to the
 // checkpoint's step first, so it reads like one uninterrupted run.
 #pragma once
@@ -68,6 +68,8 @@ struct StepRecord {
   int64_t epoch = 0;
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
   int64_t tokens = 0;  // real (non-pad) tokens of the global batch
+  int64_t items = 0;   // target items the global batch predicts (one per row, several in one_pass rows)
+  double seconds = 0;  // wall time of the step
 };
 
 struct TrainResult {

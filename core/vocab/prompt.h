@@ -1,23 +1,46 @@
-// The tokenizer-free prompt layout (SPEC §1.6) in one place, so training data (data/PromptFormat)
-// and serving (serve/, which may use core only) build byte-identical prompts:
-//   BOS, c1 c2 c3 c4 [SEP], ... (one group per history item, chronological), RESP
+// The tokenizer-free prompt layouts (SPEC §1.6, §9.7) in one place, so training data
+// (data/PromptFormat) and serving (serve/, which may use core only) build byte-identical prompts.
+//
+// data.prompt_format, recorded in every checkpoint's config and every teacher file:
+//   resp    BOS, c1..cL [SEP], ... (one group per history item, chronological), RESP
+//           response c1..cL EOS. SEP is data.sep_token. The layout of every checkpoint written
+//           before the key existed.
+//   stream  BOS, c1..cL EOS, ... (every history item ends with EOS; no RESP)
+//           response c1..cL EOS.
+// In `stream` a prompt followed by its response is the prompt of the next prefix, so one causal
+// pass over a user's whole sequence scores every prefix at once (data.train_samples = one_pass);
+// in `resp` each prefix needs its own row, because RESP sits between the history and the response.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/vocab/item_catalog.h"
 
 namespace atspeed {
 
-// Tokens of a prompt over `history_items` items: 2 + items * (levels + sep).
-inline int64_t prompt_token_count(int levels, bool sep_token, int64_t history_items) {
-  return 2 + history_items * (levels + (sep_token ? 1 : 0));
-}
+struct PromptLayout {
+  enum class Kind { Resp, Stream };
+  Kind kind = Kind::Resp;
+  bool sep_token = true;  // resp: SEP after every history item; stream requires true (its items end with EOS)
+
+  // From data.prompt_format ("resp" or "stream") and data.sep_token; Error(Config) naming the key.
+  static PromptLayout from_config(const std::string& prompt_format, bool sep_token);
+  std::string format_name() const { return kind == Kind::Stream ? "stream" : "resp"; }
+  bool is_stream() const { return kind == Kind::Stream; }
+  // Tokens each history item takes: levels, plus its SEP (resp with sep_token) or EOS (stream).
+  int64_t item_width(int levels) const { return levels + ((is_stream() || sep_token) ? 1 : 0); }
+  // Tokens of a prompt over `history_items` items: BOS [+ RESP] + items * item_width.
+  int64_t prompt_token_count(int levels, int64_t history_items) const {
+    return (is_stream() ? 1 : 2) + history_items * item_width(levels);
+  }
+  bool operator==(const PromptLayout&) const = default;
+};
 
 // Appends the prompt for `history` (0-based item ids, already cut to the history length) to `out`.
-void append_prompt_tokens(const ItemCatalog& catalog, std::span<const int64_t> history, bool sep_token,
+void append_prompt_tokens(const ItemCatalog& catalog, std::span<const int64_t> history, const PromptLayout& layout,
                           std::vector<int64_t>& out);
 
 }  // namespace atspeed

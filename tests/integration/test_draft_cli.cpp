@@ -43,7 +43,7 @@ void make_setup(const test::TempDir& tmp) {
                                         {"data=synthetic", "data.source=files", "data.dir=" + tmp.str("data")});
   const Dataset ds = load_dataset(read_section<DataConfig>(config, "data"));
   auto target = test::random_model(ds.catalog->vocab().size(), 11);
-  test::write_model_checkpoint(tmp.str("target.h5"), target, ds.catalog->fingerprint());
+  test::write_model_checkpoint(tmp.str("target.h5"), target, ds.catalog->fingerprint(), "target", "stream");
 }
 
 std::string teacher_args(const test::TempDir& tmp, const std::string& out) {

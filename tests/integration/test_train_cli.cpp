@@ -26,13 +26,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Steps of ~5-10 ms on one thread, 2 epochs of ~30 steps: long enough to be killed mid-run.
+// Steps of ~5-10 ms on one thread, 3 epochs of ~18 one-pass steps: long enough to be killed mid-run.
 std::string train_args(const test::TempDir& tmp, const std::string& run) {
   return "train-target data=synthetic data.source=files data.dir=" + tmp.str("data") +
          " data.history_len=10 model.hidden_size=32 model.intermediate_size=64 model.num_hidden_layers=2"
          " model.num_attention_heads=2 model.num_key_value_heads=1 run.threads=1 run.out_dir=" +
          tmp.str(run) +
-         " train.global_batch=32 train.micro_batch=16 train.epochs=2 train.warmup_steps=5 train.log_every=10"
+         " train.global_batch=16 train.micro_batch=8 train.epochs=3 train.warmup_steps=5 train.log_every=10"
          " train.checkpoint_every=7 train.max_valid_samples=64";
 }
 

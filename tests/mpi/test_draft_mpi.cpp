@@ -62,7 +62,7 @@ DraftRun draft_run(const std::string& dir, const std::string& out, const std::st
   if (objective != "ce")
     online = std::make_unique<train::TeacherComputer>(test::random_model(ds.catalog->vocab().size(), 9), ds.catalog,
                                                       align.beams, 8, at::kCPU);
-  train::DraftObjective obj(align, ds.catalog, true, trainer, std::move(online));
+  train::DraftObjective obj(align, ds.catalog, PromptLayout{}, trainer, std::move(online));
   trainer.set_objective(obj.objective());
   DraftRun r;
   r.result = trainer.run();

@@ -52,10 +52,53 @@ TEST(DataSamplesTest, TrainValidTest) {
   EXPECT_THROW(parse_train_samples("every"), Error);
 }
 
+TEST(DataSamplesTest, OnePassWindowsCoverEveryTargetOnce) {
+  const auto ds = toy_dataset();
+  // history_len 2: user 0 (0 1 2 3) gives windows [0 | 1 2] and [2 | 3]; user 2 (5 0) gives [5 | 0].
+  const auto w = make_train_samples(ds, TrainSamples::OnePass, 2);
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_EQ(w[0].history, (std::vector<int64_t>{0}));
+  EXPECT_EQ(w[0].targets, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(w[1].history, (std::vector<int64_t>{2}));
+  EXPECT_EQ(w[1].targets, (std::vector<int64_t>{3}));
+  EXPECT_EQ(w[2].user, 2);
+  EXPECT_EQ(w[2].targets, (std::vector<int64_t>{0}));
+  // Within history_len one window per user, predicting the same items as all_prefixes.
+  const auto one = make_train_samples(ds, TrainSamples::OnePass, 20);
+  ASSERT_EQ(one.size(), 2u);
+  EXPECT_EQ(one[0].targets, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(parse_train_samples("one_pass"), TrainSamples::OnePass);
+}
+
+TEST(DataSamplesTest, StreamRowsArePrefixesOfTheOnePassRow) {
+  const auto ds = toy_dataset();
+  const auto& v = ds.catalog->vocab();
+  const PromptFormat fmt(ds.catalog, PromptLayout::from_config("stream", true));
+  const std::vector<int64_t> two = {2};
+  EXPECT_EQ(fmt.prompt(two), (std::vector<int64_t>{Vocabulary::kBos, v.code_token(0, 2), v.code_token(1, 2),
+                                                   v.code_token(2, 2), v.code_token(3, 2), Vocabulary::kEos}));
+  EXPECT_EQ(fmt.prompt_length(3), 1 + 3 * 5);
+  const auto prefixes = make_train_samples(ds, TrainSamples::AllPrefixes, 20);
+  const auto pass = make_train_samples(ds, TrainSamples::OnePass, 20);
+  const auto whole = collate_train(std::span<const Sample>(pass.data(), 1), fmt);  // user 0: 0 | 1 2 3
+  ASSERT_EQ(whole.lengths[0].item<int64_t>(), 1 + 4 * 5);
+  EXPECT_EQ((whole.targets != kIgnoreIndex).sum().item<int64_t>(), 3 * 5);
+  for (size_t i = 0; i < 3; ++i) {  // user 0's three prefixes
+    const auto row = collate_train(std::span<const Sample>(&prefixes[i], 1), fmt);
+    const int64_t n = row.lengths[0].item<int64_t>();
+    EXPECT_TRUE(at::equal(row.tokens[0], whole.tokens[0].slice(0, 0, n))) << i;
+    // Its targets are the one-pass row's over its own response.
+    const int64_t p = row.prompt_lengths[0].item<int64_t>();
+    EXPECT_TRUE(at::equal(row.targets[0].slice(0, p - 1, n - 1), whole.targets[0].slice(0, p - 1, n - 1))) << i;
+  }
+  EXPECT_THROW(PromptLayout::from_config("stream", false), Error);
+  EXPECT_THROW(PromptLayout::from_config("text", true), Error);
+}
+
 TEST(DataSamplesTest, PromptTokens) {
   const auto ds = toy_dataset();
   const auto& v = ds.catalog->vocab();
-  const PromptFormat with_sep(ds.catalog, true), no_sep(ds.catalog, false);
+  const PromptFormat with_sep(ds.catalog, PromptLayout{}), no_sep(ds.catalog, PromptLayout{PromptLayout::Kind::Resp, false});
   const std::vector<int64_t> h = {2, 5};
   const std::vector<int64_t> expect = {Vocabulary::kBos,
                                        v.code_token(0, 2), v.code_token(1, 2), v.code_token(2, 2), v.code_token(3, 2), Vocabulary::kSep,
@@ -71,7 +114,7 @@ TEST(DataSamplesTest, PromptTokens) {
 
 TEST(DataSamplesTest, CollateTrainPadsAndShiftsTargets) {
   const auto ds = toy_dataset();
-  const PromptFormat fmt(ds.catalog, true);
+  const PromptFormat fmt(ds.catalog, PromptLayout{});
   std::vector<Sample> s = {{0, {0}, {1}}, {2, {5, 0, 1}, {3}}};
   const auto b = collate_train(std::span<const Sample>(s), fmt);
   // Row 0: prompt 7 + response 5 = 12; row 1: 17 + 5 = 22.
@@ -104,7 +147,7 @@ TEST(DataSamplesTest, CollateTrainPadsAndShiftsTargets) {
 
 TEST(DataSamplesTest, PackedMatchesPadded) {
   const auto ds = toy_dataset();
-  const PromptFormat fmt(ds.catalog, false);
+  const PromptFormat fmt(ds.catalog, PromptLayout{PromptLayout::Kind::Resp, false});
   std::vector<Sample> s = {{0, {0}, {1}}, {2, {5, 0, 1}, {3}}, {1, {}, {4}}};
   std::vector<const Sample*> ptr = {&s[0], &s[1], &s[2]};
   const auto padded = collate_train(std::span<const Sample* const>(ptr), fmt);

@@ -37,7 +37,7 @@ std::vector<std::string> tiny_overrides(const test::TempDir& tmp, const std::str
 }
 
 TeacherChunk some_chunk(const Dataset& ds, int64_t n, int64_t K, model::LlamaModel target) {
-  const PromptFormat format(ds.catalog, true);
+  const PromptFormat format(ds.catalog, PromptLayout{});
   static std::vector<Sample> samples;
   samples = make_train_samples(ds, TrainSamples::Last, 5);
   std::vector<const Sample*> rows;
@@ -161,7 +161,7 @@ TEST(DraftObjective, EveryObjectiveTrainsAFewSteps) {
     auto target = test::random_model(ds.catalog->vocab().size(), 9);
     auto online = obj == "ce" ? nullptr
                               : std::make_unique<train::TeacherComputer>(target, ds.catalog, align.beams, 8, at::kCPU);
-    train::DraftObjective objective(align, ds.catalog, true, trainer, std::move(online));
+    train::DraftObjective objective(align, ds.catalog, PromptLayout{}, trainer, std::move(online));
     trainer.set_objective(objective.objective());
     const auto r = trainer.run();
     ASSERT_FALSE(r.steps.empty()) << obj;

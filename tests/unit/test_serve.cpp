@@ -41,7 +41,7 @@ RequestLimits limits() {
   RequestLimits l;
   l.max_history = 6;
   l.history_len = 3;
-  l.sep_token = true;
+  l.prompt = PromptLayout{};
   l.max_k = 5;
   l.max_draft_width = 10;
   l.default_k = 2;
@@ -96,7 +96,7 @@ TEST(ServeRequest, ValidHistoryBuildsTheTrainingPromptOfTheLastItems) {
   ASSERT_TRUE(r.job) << r.error;
   std::vector<int64_t> expected;
   const std::vector<int64_t> last3{2, 3, 1};  // 0-based ids of the last three API ids 3, 4, 2
-  append_prompt_tokens(cat, last3, true, expected);
+  append_prompt_tokens(cat, last3, PromptLayout{}, expected);
   EXPECT_EQ(r.job->prompt, expected);
   EXPECT_EQ(r.job->history_used, 3);
   EXPECT_EQ(r.job->key, (BatchKey{Mode::Target, 3, 0}));

@@ -16,6 +16,8 @@
 #include "core/progress.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
+#include "data/samples.h"
+#include "tests/test_models.h"
 #include "tests/test_util.h"
 #include "train/optim.h"
 #include "train/train_config.h"
@@ -217,6 +219,79 @@ TEST(Trainer, AccumulationEqualsLargerMicroBatch) {
   for (size_t i = 0; i < p_big.size(); ++i) EXPECT_TRUE(torch::allclose(p_big[i], p_acc[i], 1e-5, 1e-6)) << i;
   // The loss goes down on this easy data (lr 1e-3 from scratch, 5 steps: just not up).
   EXPECT_LT(big.steps.back().loss, big.steps[1].loss + 1e-3);
+}
+
+// SPEC §9.7: in the stream layout a prefix's row is the head of its user's one-pass row, so for users
+// within history_len the one-pass CE (mean over response tokens) is the mean per-prefix CE.
+TEST(Trainer, OnePassLossEqualsMeanPerPrefixLoss) {
+  test::TempDir tmp;
+  auto overrides = tiny_overrides(tmp, "onepass");
+  overrides.push_back("data.prompt_format=stream");
+  const Config config = Config::compose(find_config_dir(""), "config", overrides);
+  const auto data = read_section<DataConfig>(config, "data");
+  const Dataset ds = load_dataset(data);
+  const PromptFormat format(ds.catalog, data.layout());
+  ASSERT_TRUE(format.layout().is_stream());
+
+  // Users whose every prefix fits in history_len (5), with at least 2 targets so rows really pack.
+  auto keep = [&](const std::vector<Sample>& all) {
+    std::vector<const Sample*> out;
+    for (const auto& s : all) {
+      const size_t n = ds.train[static_cast<size_t>(s.user)].size();
+      if (n >= 3 && n <= static_cast<size_t>(data.history_len) + 1) out.push_back(&s);
+    }
+    return out;
+  };
+  const auto prefix_samples = make_train_samples(ds, TrainSamples::AllPrefixes, data.history_len);
+  const auto pass_samples = make_train_samples(ds, TrainSamples::OnePass, data.history_len);
+  const auto per_prefix = keep(prefix_samples), one_pass = keep(pass_samples);
+  ASSERT_GE(one_pass.size(), 5u);
+  ASSERT_GT(per_prefix.size(), 2 * one_pass.size());  // one row scores several prefixes
+
+  model::LlamaModel m = test::random_model(ds.catalog->vocab().size());
+  const auto ce = train::token_ce_objective(format);
+  const std::string split = "train";
+  const std::vector<int64_t> no_indices;
+  auto mean_loss = [&](const std::vector<const Sample*>& rows, int64_t* units) {
+    const train::MicroBatch b{split, no_indices, rows, at::kCPU};
+    auto [sum, n] = ce.loss(*m, b);
+    *units = ce.units(b);
+    EXPECT_EQ(n, *units);
+    return sum.item<double>() / static_cast<double>(n);
+  };
+  int64_t units_prefix = 0, units_pass = 0;
+  const double a = mean_loss(per_prefix, &units_prefix), b = mean_loss(one_pass, &units_pass);
+  EXPECT_EQ(units_prefix, units_pass);
+  EXPECT_NEAR(a, b, 1e-5);
+  EXPECT_GT(a, 1.0);  // a random model: the loss is far from 0, so equality is not trivial
+
+  // The resp layout cannot pack rows: a one-pass row there is refused, naming the key.
+  const PromptFormat resp(ds.catalog, PromptLayout{});
+  const auto resp_ce = train::token_ce_objective(resp);
+  try {
+    resp_ce.loss(*m, train::MicroBatch{split, no_indices, one_pass, at::kCPU});
+    ADD_FAILURE() << "a multi-target row in the resp layout must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("prompt_format=stream"), std::string::npos) << e.message();
+  }
+}
+
+TEST(Trainer, OnePassTrainsAndCountsItems) {
+  test::TempDir tmp;
+  at::set_num_threads(1);
+  const auto r = train_tiny(tmp, "onepass", {"train.micro_batch=8", "data.prompt_format=stream",
+                                             "data.train_samples=one_pass"});
+  ASSERT_EQ(r.steps.size(), 5u);
+  for (const auto& s : r.steps) EXPECT_TRUE(std::isfinite(s.loss));
+  // A one-pass row holds several targets: a step's tokens exceed 8 single-target rows' (8 x (BOS + 5 codes + EOS) at least).
+  EXPECT_GT(r.steps[0].tokens, 8 * 7);
+  // one_pass in the resp layout is a config error naming the key.
+  try {
+    train_tiny(tmp, "bad", {"train.micro_batch=8", "data.prompt_format=resp", "data.train_samples=one_pass"});
+    ADD_FAILURE() << "one_pass needs prompt_format=stream";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("data.train_samples"), std::string::npos) << e.message();
+  }
 }
 
 TEST(Trainer, RejectsTensorParallelism) {
