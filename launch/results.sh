@@ -4,10 +4,10 @@
 # most-popular on every test user, runs the decode benchmark and the strict-invariant check on
 # every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
 #   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant auto
-#                                                train_bench deep deep_eval deep_forward deep_bench
+#                                                train_bench deep deep_draft deep_eval deep_forward deep_bench
 #                                                (default: target draft eval bench invariant)
 # Targets train one-pass (data.train_samples=one_pass), with early stopping on the validation loss:
-# Beauty at most 12 epochs, Games at most 5 (the compute budget; measured times in the README).
+# Beauty at most 12 epochs, Games at most 4 (the compute budget; measured times in the README).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ds="${1:?usage: launch/results.sh beauty|games [stage ...]}"
@@ -16,12 +16,13 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(target draft eval bench invariant)
 case "$ds" in
   beauty) epochs=12; deep_epochs=8 ;;
-  games) epochs=5; deep_epochs=3 ;;
+  games) epochs=4; deep_epochs=3 ;;
   *) echo "unknown dataset '$ds' (beauty or games)" >&2; exit 2 ;;
 esac
-bash launch/build.sh >/dev/null
+# ATSPEED_BIN: run this binary as is (e.g. a copy, so rebuilding during a long chain changes nothing).
+if [ -z "${ATSPEED_BIN:-}" ]; then bash launch/build.sh >/dev/null; fi
 . launch/setup.sh
-bin="${ATSPEED_BUILD_DIR:-build}/bin/atspeed"
+bin="${ATSPEED_BIN:-${ATSPEED_BUILD_DIR:-build}/bin/atspeed}"
 threads="${ATSPEED_THREADS:-2}"
 for stage in "${stages[@]}"; do
   echo "[results] $ds: $stage"
@@ -35,18 +36,21 @@ for stage in "${stages[@]}"; do
     train_bench)  # README "Training throughput": per-prefix rows against one-pass rows, side by side
       "$bin" bench train model=target_small data="$ds" run.threads="$threads" run.out_dir="runs/$ds-train-bench" \
         train.global_batch=1024 train.micro_batch=16 --steps 8 --warmup 2 ;;
-    deep)  # the 16-layer target_deep (README "A deep target")
+    deep)  # the 24-layer target_deep (README "A deep target")
       "$bin" train-target model=target_deep data="$ds" train.epochs="$deep_epochs" run.threads="$threads" \
         run.out_dir="runs/$ds-deep" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+    deep_draft)  # its 1-layer CE draft
+      "$bin" train-target model=draft_shallow data="$ds" train.epochs="$deep_epochs" run.threads="$threads" \
+        run.out_dir="runs/$ds-deep-draft" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
     deep_eval)
       "$bin" eval data="$ds" ckpt="runs/$ds-deep/best.h5" run.threads="$threads" run.out_dir="runs/$ds-deep-eval" ;;
-    deep_forward)  # forward cost against new tokens: target_deep vs the 1-layer quickstart_draft
+    deep_forward)  # forward cost against new tokens: target_deep vs its 1-layer draft_shallow
       "$bin" bench forward run.threads="$threads" run.out_dir="runs/$ds-deep-forward" \
-        --models target_deep quickstart_draft target_small draft_small --ns 1 5 20 40 80 \
+        --models target_deep draft_shallow target_small draft_small --ns 1 5 20 40 80 120 200 \
         --json "runs/$ds-deep-forward/bench_forward.json" ;;
     deep_bench)
       "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-deep-bench" \
-        --target "runs/$ds-deep/best.h5" --draft "runs/$ds-draft/best.h5" --users 200 --batch-sizes 1 8 \
+        --target "runs/$ds-deep/best.h5" --draft "runs/$ds-deep-draft/best.h5" --users 200 --batch-sizes 1 8 \
         --ks 1 3 5 10 20 --methods target strict relaxed auto --json "runs/$ds-deep-bench/bench_decode.json" ;;
     eval)
       "$bin" eval data="$ds" ckpt="runs/$ds-target/best.h5" run.threads="$threads" run.out_dir="runs/$ds-eval" ;;

@@ -142,7 +142,8 @@ TEST(TrainConfigTest, DefaultsValidateAndNameKeys) {
   }
   const Config shipped = Config::compose(find_config_dir(""), "config", {"data=synthetic"});
   const auto t = read_section<TrainConfig>(shipped, "train");
-  EXPECT_EQ(t.global_batch, 256);
+  EXPECT_EQ(t.global_batch, 192);  // rows: one-pass rows carry ~5 items each
+  EXPECT_EQ(t.micro_batch, 16);
   EXPECT_EQ(t.epochs, 20);
   EXPECT_THROW(Config::compose(find_config_dir(""), "config", {"data=synthetic", "train.bogus=1"}), Error);
   const Config bad = Config::compose(find_config_dir(""), "config", {"data=synthetic", "train.lr=-1"});

@@ -198,9 +198,9 @@ done
 
 # atspeed's own forward at the paper's shapes (7B target, 68M draft, the LLaMA + LC-Rec vocabulary)
 # and at ours, bf16 on the GPU (the 7B is built on the host first: about 27 GB of RAM).
-forward_models=(target_llama7b draft_llama68m target_deep target_small quickstart_draft)
+forward_models=(target_llama7b draft_llama68m target_deep draft_shallow target_small quickstart_draft)
 forward_args=(--device cuda --dtype bfloat16 --vocab 33024 --context 160)
-[ $dry = 1 ] && forward_models=(target_deep quickstart_draft) && forward_args=(--device cpu --context 40)
+[ $dry = 1 ] && forward_models=(target_deep draft_shallow) && forward_args=(--device cpu --context 40)
 stage bench_forward 120 "$bin" bench forward --models "${forward_models[@]}" "${forward_args[@]}" --reps 10 \
   --json "$work/bench_forward.json" run.threads=$threads run.out_dir="$work/forward"
 
