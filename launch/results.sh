@@ -50,8 +50,9 @@ for stage in "${stages[@]}"; do
         --json "runs/$ds-deep-forward/bench_forward.json" ;;
     deep_bench)
       "$bin" bench decode data="$ds" run.threads="$threads" run.out_dir="runs/$ds-deep-bench" \
-        --target "runs/$ds-deep/best.h5" --draft "runs/$ds-deep-draft/best.h5" --users 200 --batch-sizes 1 8 \
-        --ks 1 3 5 10 20 --methods target strict relaxed auto --json "runs/$ds-deep-bench/bench_decode.json" ;;
+        decode.auto.cache_dir="runs/$ds-deep-bench/plans" --target "runs/$ds-deep/best.h5" \
+        --draft "runs/$ds-deep-draft/best.h5" --users 100 --batch-sizes 1 8 --ks 1 3 5 10 20 \
+        --methods target sampling strict relaxed auto --json "runs/$ds-deep-bench/bench_decode.json" ;;
     eval)
       "$bin" eval data="$ds" ckpt="runs/$ds-target/best.h5" run.threads="$threads" run.out_dir="runs/$ds-eval" ;;
     bench)
