@@ -52,7 +52,6 @@ class PromptFormat {
   int64_t row_length(const Sample& s) const {
     return prompt_length(static_cast<int64_t>(s.history.size())) + static_cast<int64_t>(s.targets.size()) * response_length();
   }
-  int64_t item_width() const { return layout_.item_width(catalog_->levels()); }
   const PromptLayout& layout() const { return layout_; }
   const ItemCatalog& catalog() const { return *catalog_; }
 

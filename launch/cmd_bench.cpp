@@ -9,12 +9,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 
 #include "core/config_types.h"
 #include "core/errors.h"
+#include "core/io/text_file.h"
 #include "launch/model_loading.h"
 #include "launch/commands.h"
 
@@ -87,8 +87,7 @@ void run_matmul(const MatmulOptions& opt) {
     out["results"].push_back({{"n", n}, {"seconds", s}, {"gflops", gflops}});
   }
   const std::string path = opt.json.empty() ? run.out_dir + "/bench_matmul.json" : opt.json;
-  if (std::filesystem::path(path).has_parent_path()) std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path) << out.dump(2) << "\n";
+  write_text_file_atomic(path, out.dump(2) + "\n");
   config.save_to_dir(std::filesystem::path(path).parent_path().empty() ? "." : std::filesystem::path(path).parent_path().string());
   std::cout << "wrote " << path << "\n";
 }

@@ -16,16 +16,15 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
-#include <sstream>
 
 #include "core/config.h"
 #include "core/config_types.h"
 #include "core/dist/communicator.h"
 #include "core/errors.h"
+#include "core/io/text_file.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
 #include "data/samples.h"
@@ -163,8 +162,7 @@ void run_bench_train(const BenchTrainOptions& o) {
                               {"loss_last_step", r.loss_last}});
   }
   const std::string path = o.json.empty() ? (fs::path(run.out_dir) / "bench_train.json").string() : o.json;
-  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path) << out.dump(2) << "\n";
+  write_text_file_atomic(path, out.dump(2) + "\n");
   std::cout << "wrote " << path << "\n";
 }
 
