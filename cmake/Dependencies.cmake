@@ -48,6 +48,8 @@ find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# LC-Rec / LLaMA tokenizers (core/vocab/tokenizer.cpp); Debian libsentencepiece-dev.
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(GTest REQUIRED)
 

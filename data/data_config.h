@@ -24,7 +24,13 @@ struct DataConfig {
   int history_len = 20;              // history cut to its last history_len items (SPEC §1.5)
   // Prompt layout (core/vocab/prompt.h): resp (BOS, items [SEP], RESP; every checkpoint written
   // before this key existed) or stream (BOS, items each ending in EOS; allows train_samples one_pass).
+  // lcrec: the LC-Rec text prompt (SPEC §1.6) through `tokenizer`, for converted LC-Rec checkpoints.
   std::string prompt_format = "resp";
+  // An HF tokenizer directory (tokenizer.model + tokenizer_config.json/added_tokens.json, as
+  // LlamaTokenizer.save_pretrained writes it, with the code tokens added): makes the vocabulary a
+  // text vocabulary (core/vocab/vocabulary.h). "" = tokenizer-free. Needs prompt_format lcrec.
+  // Relative to the current working directory, like dir.
+  std::string tokenizer;
   bool sep_token = true;             // resp: SEP after every history item in the prompt; stream: must be true
   std::string constraint = "trie";   // trie (real items only, SPEC §9.1) or level (the reference's timing setup)
   // Target training: every prefix as its own row (§9.7), last (one per user), or one_pass (every prefix,

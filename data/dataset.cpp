@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "data/data_config.h"
+#include "core/vocab/tokenizer.h"
 #include "data/synth.h"
 
 namespace fs = std::filesystem;
@@ -59,8 +60,13 @@ Dataset load_dataset(const std::string& dir, const Vocabulary& vocab, const std:
   return ds;
 }
 
+Vocabulary make_vocabulary(const DataConfig& config) {
+  if (config.tokenizer.empty()) return Vocabulary(config.levels, config.codebook_size);
+  return Vocabulary::with_tokenizer(TextTokenizer::load_dir(config.tokenizer), config.levels, config.codebook_size);
+}
+
 Dataset load_dataset(const DataConfig& config) {
-  const Vocabulary vocab(config.levels, config.codebook_size);
+  const Vocabulary vocab = make_vocabulary(config);
   if (config.source == "synthetic") ensure_synthetic_dataset(config.dir, config.synthetic, vocab);
   return load_dataset(config.dir, vocab, config.index_file, config.name);
 }

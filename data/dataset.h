@@ -38,6 +38,8 @@ Dataset load_dataset(const std::string& dir, const Vocabulary& vocab = Vocabular
 // From the data config: reads data.dir, or for source = synthetic first (re)generates it there
 // when it is absent or was made with other generator parameters.
 Dataset load_dataset(const DataConfig& config);
+// The vocabulary data.levels/codebook_size/tokenizer describe (text when data.tokenizer is set).
+Vocabulary make_vocabulary(const DataConfig& config);
 
 // Which dataset option to pick when none is given: "beauty" when its default directory
 // (../shared/data/amazon/beauty relative to the working directory) exists, else "synthetic".

@@ -69,6 +69,21 @@ std::vector<Sample> make_test_samples(const Dataset& ds, int history_len) {
 PromptFormat::PromptFormat(std::shared_ptr<const ItemCatalog> catalog, PromptLayout layout)
     : catalog_(std::move(catalog)), layout_(layout) {
   ATSPEED_CHECK(catalog_ != nullptr, "null catalogue");
+  ATSPEED_ENSURE(Config, layout_.is_text() == catalog_->vocab().is_text(), "data.prompt_format: ",
+                 layout_.format_name(), " needs ", layout_.is_text() ? "a tokenizer (data.tokenizer)" : "no tokenizer",
+                 ", but the vocabulary is ", catalog_->vocab().describe());
+}
+
+int64_t PromptFormat::prompt_length(std::span<const int64_t> history) const {
+  if (!layout_.is_text()) return prompt_length(static_cast<int64_t>(history.size()));
+  std::vector<int64_t> ids;
+  append_prompt(history, ids);
+  return static_cast<int64_t>(ids.size());
+}
+
+int64_t PromptFormat::prompt_length(int64_t history_items) const {
+  ATSPEED_CHECK(!layout_.is_text(), "a text prompt's length depends on its items");
+  return layout_.prompt_token_count(catalog_->levels(), history_items);
 }
 
 void PromptFormat::append_prompt(std::span<const int64_t> history, std::vector<int64_t>& out) const {
@@ -77,7 +92,7 @@ void PromptFormat::append_prompt(std::span<const int64_t> history, std::vector<i
 
 std::vector<int64_t> PromptFormat::prompt(std::span<const int64_t> history) const {
   std::vector<int64_t> out;
-  out.reserve(static_cast<size_t>(prompt_length(static_cast<int64_t>(history.size()))));
+  if (!layout_.is_text()) out.reserve(static_cast<size_t>(prompt_length(static_cast<int64_t>(history.size()))));
   append_prompt(history, out);
   return out;
 }

@@ -40,17 +40,22 @@ std::vector<Sample> make_test_samples(const Dataset& ds, int history_len);
 
 class PromptFormat {
  public:
+  // Error(Config) when the layout and the vocabulary disagree (lcrec needs a text vocabulary, the
+  // others a tokenizer-free one).
   PromptFormat(std::shared_ptr<const ItemCatalog> catalog, PromptLayout layout = {});
 
   std::vector<int64_t> prompt(std::span<const int64_t> history) const;
   void append_prompt(std::span<const int64_t> history, std::vector<int64_t>& out) const;
   // c1..cL EOS
   std::vector<int64_t> response(int64_t item) const;
-  int64_t prompt_length(int64_t history_items) const { return layout_.prompt_token_count(catalog_->levels(), history_items); }
+  // Tokens of the prompt for this history (a text prompt is tokenized to count).
+  int64_t prompt_length(std::span<const int64_t> history) const;
+  // Tokenizer-free layouts only (their length depends on the item count alone).
+  int64_t prompt_length(int64_t history_items) const;
   int64_t response_length() const { return catalog_->levels() + 1; }
   // Tokens of a training row: the prompt plus every target's response.
   int64_t row_length(const Sample& s) const {
-    return prompt_length(static_cast<int64_t>(s.history.size())) + static_cast<int64_t>(s.targets.size()) * response_length();
+    return prompt_length(s.history) + static_cast<int64_t>(s.targets.size()) * response_length();
   }
   const PromptLayout& layout() const { return layout_; }
   const ItemCatalog& catalog() const { return *catalog_; }

@@ -1,18 +1,18 @@
-// `atspeed convert`: HuggingFace LLaMA checkpoints <-> our HDF5 checkpoints.
-//   atspeed convert --from HF_DIR_OR_FILE --out FILE.h5 [--kind target|draft] [--dtype float32|bfloat16]
-//   atspeed convert --from FILE.h5 --to-hf DIR [--dtype float32|bfloat16]
-// The work (config mapping, validation, shards) is in core/model/hf_checkpoint.h.
+// `atspeed convert`: HuggingFace LLaMA checkpoints (optionally + a PEFT LoRA adapter + an LC-Rec
+// tokenizer) <-> our HDF5 checkpoints, streamed tensor by tensor.
+//   atspeed convert --from HF_DIR_OR_FILE [--lora ADAPTER_DIR] [--tokenizer DIR|none] --out FILE.h5
+//                   [--kind target|draft] [--dtype float32|bfloat16]
+//   atspeed convert --from FILE.h5 --to-hf DIR [--dtype float32|bfloat16] [--max-shard-size 5GB]
+// The work (config mapping, LoRA merge, shards, tokenizer) is in core/model/hf_import.h.
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "core/errors.h"
-#include "core/io/checkpoint.h"
-#include "core/model/hf_checkpoint.h"
+#include "core/model/hf_import.h"
 #include "core/model/model_io.h"
 #include "launch/commands.h"
 
@@ -20,62 +20,93 @@ namespace atspeed::launch {
 namespace {
 
 struct ConvertOptions {
-  std::string from;
+  model::HfImportOptions import;
   std::string out;
   std::string to_hf;
-  std::string kind = "target";
   std::string dtype;  // empty: keep the source's
+  std::string max_shard_size = "5GB";
 };
 
-std::optional<std::string> dtype_override(const ConvertOptions& o) {
-  if (o.dtype.empty()) return std::nullopt;
-  return o.dtype;
+// "5GB", "500MB", "10KB" or a byte count; decimal units as transformers' max_shard_size.
+int64_t parse_size(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  const std::string unit = text.substr(pos);
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "KB") scale = 1e3;
+  else if (unit == "MB") scale = 1e6;
+  else if (unit == "GB") scale = 1e9;
+  ATSPEED_ENSURE(Usage, pos > 0 && scale > 0 && value > 0, "convert: --max-shard-size '", text,
+                 "': expected a size like 5GB, 500MB or a byte count");
+  return static_cast<int64_t>(value * scale);
 }
 
-void import_hf(const ConvertOptions& o) {
-  model::LlamaModel m = model::load_hf_model(o.from, dtype_override(o));
-  CheckpointAttributes attrs;
-  attrs.kind = o.kind;
-  // Only the model section: a converted model has no training or data config yet, and
-  // load_model() needs nothing else.
-  attrs.config_yaml = model::model_config_yaml(m->options());
-  attrs.strings["converted_from"] = std::filesystem::absolute(o.from).lexically_normal().string();
-  CheckpointWriter writer(o.out, attrs);
-  model::write_parameters(writer, *m);
-  writer.commit();
-  std::cout << "wrote " << o.out << ": " << o.kind << " model '" << m->options().name << "', "
-            << model::parameter_count(m->options()) << " parameters, " << m->options().dtype << "\n";
+std::string megabytes(int64_t bytes) { return std::to_string((bytes + 500000) / 1000000) + " MB"; }
+
+void import_hf(ConvertOptions& o) {
+  if (!o.dtype.empty()) o.import.dtype = o.dtype;
+  const model::HfImportReport r = model::import_hf_checkpoint(o.import, o.out);
+  std::cout << "wrote " << o.out << ": " << o.import.kind << " model '" << r.config.name << "', "
+            << model::parameter_count(model::LlamaOptions::from_config(r.config)) << " parameters, " << r.config.dtype
+            << ", " << r.tensors << " tensors (largest " << megabytes(r.largest_tensor_bytes) << ")\n";
+  if (!o.import.lora.empty())
+    std::cout << "  LoRA " << o.import.lora << ": merged into " << r.lora_merged << " weights, " << r.replaced
+              << " taken whole (modules_to_save)\n";
+  if (!r.tokenizer.empty()) std::cout << "  tokenizer " << r.tokenizer_dir << " (inside the checkpoint): " << r.tokenizer << "\n";
+  else std::cout << "  no tokenizer (tokenizer-free model)\n";
 }
 
 void export_hf(const ConvertOptions& o) {
-  CheckpointReader reader(o.from);
-  model::LlamaModel m = model::load_model(reader, dtype_override(o));
-  model::save_hf_model(*m, o.to_hf);
-  std::cout << "wrote " << o.to_hf << "/config.json and model.safetensors: model '" << m->options().name << "', "
-            << model::parameter_count(m->options()) << " parameters, " << m->options().dtype << "\n";
+  std::optional<std::string> dtype;
+  if (!o.dtype.empty()) dtype = o.dtype;
+  const model::HfExportReport r = model::export_hf_checkpoint(o.import.from, o.to_hf, dtype, parse_size(o.max_shard_size));
+  std::cout << "wrote " << o.to_hf << ": config.json, " << r.shards.size() << " safetensors file(s)"
+            << (r.shards.size() > 1 ? " + model.safetensors.index.json" : "")
+            << (r.tokenizer ? ", tokenizer files" : "") << ": model '" << r.config.name << "', " << r.config.dtype
+            << " (largest tensor " << megabytes(r.largest_tensor_bytes) << ")\n";
 }
 
 const RegisterCommand kRegisterConvert([](CLI::App& app) {
   auto o = std::make_shared<ConvertOptions>();
-  auto* cmd = app.add_subcommand("convert", "import a HuggingFace LLaMA checkpoint into HDF5, or export one back");
-  cmd->add_option("--from", o->from,
-                  "source: an HF checkpoint directory (config.json + model.safetensors or sharded with "
+  auto* cmd = app.add_subcommand(
+      "convert", "import a HuggingFace LLaMA checkpoint (+ LoRA adapter, + tokenizer) into HDF5, or export one back");
+  cmd->add_option("--from", o->import.from,
+                  "source: an HF checkpoint directory (config.json + model.safetensors or shards with "
                   "model.safetensors.index.json) or its .safetensors/.index.json file; with --to-hf, an .h5 checkpoint")
       ->required();
   auto* out = cmd->add_option("--out", o->out, "HDF5 checkpoint to write (import)");
-  auto* to_hf = cmd->add_option("--to-hf", o->to_hf, "directory to write config.json and model.safetensors into (export)");
+  auto* to_hf = cmd->add_option("--to-hf", o->to_hf,
+                                "directory to write config.json, safetensors shards and the tokenizer files into (export)");
   out->excludes(to_hf);
   to_hf->excludes(out);
-  cmd->add_option("--kind", o->kind, "checkpoint kind written on import")
+  cmd->add_option("--lora", o->import.lora,
+                  "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors/.bin) to merge: "
+                  "W + (lora_alpha / r) B A; modules_to_save tensors replace the base's");
+  cmd->add_option("--tokenizer", o->import.tokenizer,
+                  "HF tokenizer directory to embed (tokenizer.model + tokenizer_config.json/added_tokens.json); "
+                  "default: the adapter's directory if it has one, else the checkpoint's; 'none' for no tokenizer");
+  cmd->add_option("--kind", o->import.kind, "checkpoint kind written on import")
       ->check(CLI::IsMember({"target", "draft"}))
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "parameter dtype to write (default: the source's; float16 becomes float32)")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
+  cmd->add_option("--max-shard-size", o->max_shard_size,
+                  "export: largest safetensors shard (decimal units, as transformers' max_shard_size)")
+      ->capture_default_str();
   cmd->callback([o]() {
     if (o->out.empty() && o->to_hf.empty()) throw CLI::ValidationError("convert", "give --out FILE.h5 or --to-hf DIR");
-    if (!o->out.empty() && o->from.ends_with(".h5"))
+    if (!o->out.empty() && o->import.from.ends_with(".h5"))
       throw CLI::ValidationError("convert", "--from is an HDF5 checkpoint: export it with --to-hf DIR");
     if (o->out.empty()) {
+      if (!o->import.lora.empty() || !o->import.tokenizer.empty())
+        throw CLI::ValidationError("convert", "--lora and --tokenizer are for imports (--out); an export writes the "
+                                              "checkpoint's own tokenizer");
       export_hf(*o);
     } else {
       import_hf(*o);

@@ -12,6 +12,9 @@
 
 #include "core/io/checkpoint.h"
 #include "core/model/llama.h"
+#include "core/model/model_io.h"
+#include "core/vocab/tokenizer.h"
+#include "core/vocab/vocabulary.h"
 #include "launch/commands.h"
 
 namespace atspeed::launch {
@@ -117,6 +120,18 @@ void run_inspect(const InspectOptions& options) {
   };
   print_attributes("", "attributes:");
   for (const auto& group : reader.groups()) print_attributes(group, "group " + group + ":");
+  // The vocabulary: tokenizer-free, or the LC-Rec tokenizer inside (kind, size, code-token ids).
+  if (auto tok_files = model::read_tokenizer(reader)) {
+    auto tok = std::make_shared<const TextTokenizer>(*tok_files);
+    const Vocabulary vocab = Vocabulary::with_tokenizer(tok);
+    const auto [lo, hi] = vocab.code_token_range();
+    std::cout << "tokenizer:      sentencepiece (inside the checkpoint), " << tok->sentencepiece_size() << " pieces + "
+              << tok->size() - tok->sentencepiece_size() << " added = " << tok->size() << " tokens, "
+              << vocab.num_code_tokens() << " code tokens <a_*>..<" << static_cast<char>('a' + vocab.levels() - 1)
+              << "_*> at ids [" << lo << ", " << hi << "), " << tok->fingerprint() << "\n";
+  } else {
+    std::cout << "tokenizer:      none (tokenizer-free vocabulary)\n";
+  }
 
   const auto tensors = reader.list();
   // The tp_split column says how tensor parallelism (dist.tp) shards each weight (column: output

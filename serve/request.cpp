@@ -200,7 +200,8 @@ ParseResult parse_recommend_request(const std::string& body, const ItemCatalog& 
   // The model was trained on the last history_len items (SPEC §1.5): cut as the data pipeline does.
   const size_t keep = std::min(items.size(), static_cast<size_t>(limits.history_len));
   const std::span<const int64_t> kept(items.data() + (items.size() - keep), keep);
-  job.prompt.reserve(static_cast<size_t>(limits.prompt.prompt_token_count(levels, static_cast<int64_t>(keep))));
+  if (!limits.prompt.is_text())
+    job.prompt.reserve(static_cast<size_t>(limits.prompt.prompt_token_count(levels, static_cast<int64_t>(keep))));
   append_prompt_tokens(catalog, kept, limits.prompt, job.prompt);
   job.history_used = static_cast<int64_t>(keep);
   job.key = BatchKey{mode, k, draft_width, gamma};

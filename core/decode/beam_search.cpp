@@ -27,9 +27,16 @@ struct Scored {
 };
 
 // Lexicographic (prefix of beam a + token ta) < (prefix of beam b + token tb); equal-length prefixes.
-bool tuple_less(const std::vector<int64_t>& a, int64_t ta, const std::vector<int64_t>& b, int64_t tb) {
-  if (a != b) return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
-  return ta < tb;
+bool tokens_less(const std::vector<int64_t>& a, const std::vector<int64_t>& b, const Vocabulary& vocab) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [&](int64_t x, int64_t y) {
+    return vocab.order_key(x) < vocab.order_key(y);
+  });
+}
+
+bool tuple_less(const std::vector<int64_t>& a, int64_t ta, const std::vector<int64_t>& b, int64_t tb,
+                const Vocabulary& vocab) {
+  if (a != b) return tokens_less(a, b, vocab);
+  return vocab.order_key(ta) < vocab.order_key(tb);
 }
 
 Beam make_beam(const std::vector<Beam>& beams, const Scored& c) {
@@ -43,12 +50,14 @@ Beam make_beam(const std::vector<Beam>& beams, const Scored& c) {
 
 }  // namespace
 
-bool beam_before(const Beam& a, const Beam& b) {
+bool beam_before(const Beam& a, const Beam& b, const Vocabulary& vocab) {
   if (a.score != b.score) return a.score > b.score;
-  return std::lexicographical_compare(a.tokens.begin(), a.tokens.end(), b.tokens.begin(), b.tokens.end());
+  return tokens_less(a.tokens, b.tokens, vocab);
 }
 
-void sort_beams(std::vector<Beam>& beams) { std::stable_sort(beams.begin(), beams.end(), beam_before); }
+void sort_beams(std::vector<Beam>& beams, const Vocabulary& vocab) {
+  std::stable_sort(beams.begin(), beams.end(), [&](const Beam& a, const Beam& b) { return beam_before(a, b, vocab); });
+}
 
 std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs_in,
                                const Constraint& constraint, const SearchOptions& options, std::mt19937_64* rng,
@@ -75,7 +84,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
     auto less = [&](const Scored& a, const Scored& b) {
       if (a.score != b.score) return a.score > b.score;
       return tuple_less(beams[static_cast<size_t>(a.beam)].tokens, a.token, beams[static_cast<size_t>(b.beam)].tokens,
-                        b.token);
+                        b.token, constraint.vocab());
     };
     const size_t keep = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(cands.size())));
     // One more than kept when asked for the boundary gap (the best dropped candidate).
@@ -275,7 +284,7 @@ std::vector<SearchResult> TargetBeamSearch::run(const std::vector<std::vector<in
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t r = 0; r < b; ++r) {
     results[r].beams = std::move(states[r].beams);
-    sort_beams(results[r].beams);
+    sort_beams(results[r].beams, constraint_.vocab());
     results[r].stats.seconds = seconds;
   }
   return results;
@@ -337,7 +346,7 @@ SearchResult NaiveBeamSearch::run_one(const std::vector<int64_t>& prompt, uint64
     result.stats.forward_calls += 1;
     result.stats.nodes += nb;
   }
-  sort_beams(beams);
+  sort_beams(beams, constraint_.vocab());
   result.beams = std::move(beams);
   result.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

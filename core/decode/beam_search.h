@@ -82,8 +82,9 @@ std::vector<double> warped_softmax(const std::vector<Candidate>& cands);
 // proportional to the remaining weight; never a zero entry (fewer than n when fewer are positive).
 std::vector<int64_t> draw_without_replacement(const std::vector<double>& w, int64_t n, std::mt19937_64& rng);
 
-// Ranking order of SPEC §9.2: score descending, then token tuple ascending.
-bool beam_before(const Beam& a, const Beam& b);
+// Ranking order of SPEC §9.2: score descending, then the code tuple ascending ((level, code) per
+// position, Vocabulary::order_key; not token ids, which a text vocabulary orders as strings).
+bool beam_before(const Beam& a, const Beam& b, const Vocabulary& vocab);
 
 // One search step. beams: the current list (all of one depth); log_probs: float32 [beams, V] on the
 // CPU, row i = the log-probs after beams[i]. Returns the next list, each new Beam's parent the index
@@ -95,7 +96,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
                                float* boundary_gap = nullptr);
 
 // Sorts a final list into ranking order.
-void sort_beams(std::vector<Beam>& beams);
+void sort_beams(std::vector<Beam>& beams, const Vocabulary& vocab);
 
 class TargetBeamSearch {
  public:

@@ -272,7 +272,7 @@ void SpeculativeBatch::advance(Request& r, LevelDecision decision) {
   if (r.done >= levels_ || r.beams.empty()) {
     r.finished = true;
     r.result.beams = r.beams;
-    sort_beams(r.result.beams);
+    sort_beams(r.result.beams, constraint_.vocab());
   }
   r.draft_rows.clear();
   for (auto it = r.target_rows.begin(); it != r.target_rows.end();) it = it->first == 0 ? std::next(it) : r.target_rows.erase(it);

@@ -224,7 +224,17 @@ at::Tensor SafetensorsReader::read(const std::string& name) const {
   at::Tensor out = at::empty(e.shape, at::TensorOptions().dtype(dt->type));
   // memcpy rather than from_blob over the mapping: offsets need not be aligned to the element size,
   // and the result must outlive the reader.
-  if (e.end > e.begin) std::memcpy(out.data_ptr(), impl_->map.bytes() + impl_->data_start + e.begin, e.end - e.begin);
+  if (e.end > e.begin) {
+    const uint8_t* src = impl_->map.bytes() + impl_->data_start + e.begin;
+    std::memcpy(out.data_ptr(), src, e.end - e.begin);
+    // Drop the pages just copied from this process's resident set: a conversion that reads a 13 GB
+    // checkpoint tensor by tensor then peaks near its largest tensor, not near the file size.
+    // The mapping is private and read-only, so a later read simply faults the pages in again.
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(src) & ~(page - 1);
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(src) + static_cast<uintptr_t>(e.end - e.begin);
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  }
   return out;
 }
 
@@ -235,61 +245,111 @@ std::string safetensors_dtype_code(const at::Tensor& tensor) {
                 supported_codes(), ")");
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  std::vector<at::Tensor> data;
-  nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    ATSPEED_ENSURE(Checkpoint, name != "__metadata__" && !name.empty(), "safetensors ", path, ": bad tensor name '",
-                   name, "'");
-    ATSPEED_ENSURE(Checkpoint, !header.contains(name), "safetensors ", path, ": tensor '", name, "' given twice");
-    const std::string code = safetensors_dtype_code(tensor);
-    at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
-    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", code}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-    data.push_back(std::move(t));
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  const uint64_t n = text.size();
+struct SafetensorsWriter::Impl {
+  std::string path, temp;
+  int fd = -1;
+  std::vector<SafetensorsEntry> entries;
+  size_t next = 0;
 
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  ATSPEED_ENSURE(Checkpoint, fd >= 0, "safetensors ", path, ": cannot create ", temp, ": ", std::strerror(errno));
-  auto write_all = [&](const void* p, size_t size) {
+  [[noreturn]] void fail_io(const std::string& what, int err) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    ::unlink(temp.c_str());
+    ATSPEED_THROW(Checkpoint, "safetensors ", path, ": ", what, ": ", std::strerror(err));
+  }
+  void write_all(const void* p, size_t size) {
     const char* c = static_cast<const char*>(p);
     while (size > 0) {
       const ssize_t w = ::write(fd, c, size);
       if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        const int err = errno;
-        ::close(fd);
-        ::unlink(temp.c_str());
-        ATSPEED_THROW(Checkpoint, "safetensors ", path, ": write to ", temp, " failed: ", std::strerror(err));
-      }
+      if (w <= 0) fail_io("write to " + temp + " failed", errno);
       c += w;
       size -= static_cast<size_t>(w);
     }
-  };
-  write_all(&n, 8);
-  write_all(text.data(), text.size());
-  for (const auto& t : data) write_all(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+  }
+};
+
+SafetensorsWriter::SafetensorsWriter(std::string path, const std::vector<SafetensorsEntry>& entries,
+                                     const std::map<std::string, std::string>& metadata)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->path = std::move(path);
+  const std::string& p = impl_->path;
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (SafetensorsEntry e : entries) {
+    ATSPEED_ENSURE(Checkpoint, e.name != "__metadata__" && !e.name.empty(), "safetensors ", p, ": bad tensor name '",
+                   e.name, "'");
+    ATSPEED_ENSURE(Checkpoint, !header.contains(e.name), "safetensors ", p, ": tensor '", e.name, "' given twice");
+    const DtypeInfo* dt = find_dtype(e.dtype);
+    ATSPEED_ENSURE(Checkpoint, dt != nullptr, "safetensors ", p, ": dtype ", e.dtype, " is not supported");
+    const uint64_t bytes = static_cast<uint64_t>(e.numel()) * static_cast<uint64_t>(at::elementSize(dt->type));
+    e.begin = static_cast<int64_t>(offset);
+    e.end = static_cast<int64_t>(offset + bytes);
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    impl_->entries.push_back(std::move(e));
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t n = text.size();
+  impl_->temp = p + ".tmp." + std::to_string(::getpid());
+  impl_->fd = ::open(impl_->temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ATSPEED_ENSURE(Checkpoint, impl_->fd >= 0, "safetensors ", p, ": cannot create ", impl_->temp, ": ", std::strerror(errno));
+  impl_->write_all(&n, 8);
+  impl_->write_all(text.data(), text.size());
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (impl_ && impl_->fd >= 0) {
+    ::close(impl_->fd);
+    ::unlink(impl_->temp.c_str());
+  }
+}
+
+void SafetensorsWriter::write(const std::string& name, const at::Tensor& tensor) {
+  Impl& m = *impl_;
+  ATSPEED_ENSURE(Checkpoint, m.fd >= 0, "safetensors ", m.path, ": write after commit");
+  ATSPEED_ENSURE(Checkpoint, m.next < m.entries.size() && m.entries[m.next].name == name, "safetensors ", m.path,
+                 ": tensor '", name, "' written out of the declared order");
+  const SafetensorsEntry& e = m.entries[m.next];
+  ATSPEED_ENSURE(Checkpoint, safetensors_dtype_code(tensor) == e.dtype && tensor.sizes().vec() == e.shape,
+                 "safetensors ", m.path, ": tensor '", name, "' is ", safetensors_dtype_code(tensor), " ", tensor.sizes(),
+                 ", declared ", e.dtype, " ", at::IntArrayRef(e.shape));
+  const at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
+  m.write_all(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+  ++m.next;
+}
+
+void SafetensorsWriter::commit() {
+  Impl& m = *impl_;
+  ATSPEED_ENSURE(Checkpoint, m.fd >= 0, "safetensors ", m.path, ": committed twice");
+  ATSPEED_ENSURE(Checkpoint, m.next == m.entries.size(), "safetensors ", m.path, ": ", m.entries.size() - m.next,
+                 " declared tensors were not written");
   // The bytes must be on disk before the rename makes them the file (see CheckpointWriter::commit).
-  const bool synced = ::fsync(fd) == 0;
-  const int sync_errno = errno;
-  ::close(fd);
-  if (!synced) {
-    ::unlink(temp.c_str());
-    ATSPEED_THROW(Checkpoint, "safetensors ", path, ": cannot fsync ", temp, ": ", std::strerror(sync_errno));
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
+  if (::fsync(m.fd) != 0) m.fail_io("cannot fsync " + m.temp, errno);
+  ::close(m.fd);
+  m.fd = -1;
+  if (::rename(m.temp.c_str(), m.path.c_str()) != 0) {
     const int err = errno;
-    ::unlink(temp.c_str());
-    ATSPEED_THROW(Checkpoint, "safetensors ", path, ": cannot rename ", temp, " over it: ", std::strerror(err));
+    ::unlink(m.temp.c_str());
+    ATSPEED_THROW(Checkpoint, "safetensors ", m.path, ": cannot rename ", m.temp, " over it: ", std::strerror(err));
   }
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, tensor] : tensors) {
+    SafetensorsEntry e;
+    e.name = name;
+    e.dtype = safetensors_dtype_code(tensor);
+    e.shape = tensor.sizes().vec();
+    entries.push_back(std::move(e));
+  }
+  SafetensorsWriter writer(path, entries, metadata);
+  for (const auto& [name, tensor] : tensors) writer.write(name, tensor);
+  writer.commit();
 }
 
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path) {

@@ -62,6 +62,26 @@ class SafetensorsReader {
 // outside the supported list.
 std::string safetensors_dtype_code(const at::Tensor& tensor);
 
+// Streams a safetensors file: the entries (name, dtype code, shape; begin/end are computed) are
+// declared up front, so the header can be written first, then each tensor is written in that order
+// and dropped; peak memory is one tensor. Atomic: "<path>.tmp.<pid>" is written, fsynced and renamed
+// over path by commit(); a writer destroyed without commit() removes the temp file.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::string path, const std::vector<SafetensorsEntry>& entries,
+                    const std::map<std::string, std::string>& metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  // The next declared tensor; Error(Checkpoint) for another name, dtype or shape.
+  void write(const std::string& name, const at::Tensor& tensor);
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Writes the tensors (in this order; names unique, none "__metadata__") with the metadata,
 // atomically: "<path>.tmp.<pid>" is written, fsynced and renamed over path. The header is padded
 // with spaces to a multiple of 8 bytes, as the reference implementation does, so every tensor of

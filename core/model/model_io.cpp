@@ -48,6 +48,35 @@ void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model) {
   }
 }
 
+void write_tokenizer(CheckpointWriter& writer, const TokenizerFiles& files) {
+  auto bytes = [](const std::string& s) {
+    return at::from_blob(const_cast<char*>(s.data()), {static_cast<int64_t>(s.size())}, at::kByte).clone();
+  };
+  writer.write("tokenizer/tokenizer.model", bytes(files.sentencepiece_model));
+  for (const auto& [name, text] : files.json_files) writer.write("tokenizer/" + name, bytes(text));
+  writer.set_string_attribute("tokenizer", "kind", "sentencepiece");
+  writer.set_string_attribute("tokenizer", "fingerprint", TextTokenizer(files).fingerprint());
+}
+
+std::optional<TokenizerFiles> read_tokenizer(const CheckpointReader& reader) {
+  if (!reader.contains("tokenizer/tokenizer.model")) return std::nullopt;
+  auto text = [&](const std::string& name) {
+    const at::Tensor t = reader.read(name).contiguous();
+    ATSPEED_ENSURE(Checkpoint, t.scalar_type() == at::kByte && t.dim() == 1, reader.path(), ": ", name,
+                   " must be a uint8 vector");
+    return std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), static_cast<size_t>(t.numel()));
+  };
+  TokenizerFiles f;
+  f.origin = reader.path() + ":tokenizer";
+  f.sentencepiece_model = text("tokenizer/tokenizer.model");
+  for (const std::string& name : TokenizerFiles::json_file_names())
+    if (reader.contains("tokenizer/" + name)) f.json_files[name] = text("tokenizer/" + name);
+  const auto kind = reader.string_attribute("tokenizer", "kind");
+  ATSPEED_ENSURE(Checkpoint, kind && *kind == "sentencepiece", reader.path(), ": tokenizer group kind is '",
+                 kind.value_or(""), "', expected sentencepiece");
+  return f;
+}
+
 ModelConfig model_config_from_checkpoint(const CheckpointReader& reader) {
   const std::string& yaml = reader.attributes().config_yaml;
   ATSPEED_ENSURE(Checkpoint, !yaml.empty(), reader.path(), ": no config_yaml attribute (not a model checkpoint?)");

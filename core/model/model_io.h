@@ -8,6 +8,7 @@
 #include "core/config_types.h"
 #include "core/io/checkpoint.h"
 #include "core/model/llama.h"
+#include "core/vocab/tokenizer.h"
 
 namespace atspeed::model {
 
@@ -35,6 +36,13 @@ LlamaModel load_model(const CheckpointReader& reader, const std::optional<std::s
 // full checkpoint. The caller connects the shard to its group with set_tensor_parallel().
 LlamaModel load_model_shard(const CheckpointReader& reader, int64_t tp_rank, int64_t tp_size,
                             const std::optional<std::string>& dtype = std::nullopt);
+
+// The tokenizer of a converted LC-Rec checkpoint travels inside it: group "tokenizer" holds one
+// uint8 dataset per file (tokenizer/tokenizer.model, tokenizer/tokenizer_config.json, ...), byte
+// for byte, and the group attributes kind ("sentencepiece") and fingerprint (TextTokenizer's).
+void write_tokenizer(CheckpointWriter& writer, const TokenizerFiles& files);
+// nullopt when the checkpoint has none (tokenizer-free); Error(Checkpoint) for a damaged group.
+std::optional<TokenizerFiles> read_tokenizer(const CheckpointReader& reader);
 
 // A content fingerprint of the weights: "fnv1a64:<16 hex>" over every parameter's name, shape and
 // float32 bytes in model order. Depends only on the values (not on the file, its dtype choice for

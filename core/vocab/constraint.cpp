@@ -88,6 +88,15 @@ PrefixTrie::PrefixTrie(const ItemCatalog& catalog) : Constraint(catalog.vocab())
         next.push_back({lo, hi});
         lo = hi;
       }
+      // Children were made in code order; a text vocabulary numbers codes in string order, so sort
+      // the slice by token id (child() binary-searches it, allowed() is documented ascending).
+      const size_t begin = static_cast<size_t>(child_begin_.back()), end = child_token_.size();
+      if (!std::is_sorted(child_token_.begin() + begin, child_token_.end())) {
+        std::vector<std::pair<int64_t, int32_t>> pairs;
+        for (size_t i = begin; i < end; ++i) pairs.emplace_back(child_token_[i], child_node_[i]);
+        std::sort(pairs.begin(), pairs.end());
+        for (size_t i = begin; i < end; ++i) std::tie(child_token_[i], child_node_[i]) = pairs[i - begin];
+      }
       child_begin_.push_back(static_cast<int64_t>(child_token_.size()));
     }
     current = std::move(next);

@@ -6,6 +6,8 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/fnv1a.h"
+#include "core/vocab/tokenizer.h"
 
 namespace atspeed {
 
@@ -21,6 +23,10 @@ ItemCatalog::ItemCatalog(Vocabulary vocab, std::vector<int32_t> item_codes)
       const int32_t c = codes_[static_cast<size_t>(i * levels + l)];
       ATSPEED_ENSURE(Data, c >= 0 && c < vocab_.codebook_size(), "item catalogue: item ", i, " level ", l, " code ", c,
                      " is outside [0, ", vocab_.codebook_size(), ")");
+      ATSPEED_ENSURE(Data, vocab_.has_code_token(static_cast<int>(l), c), "item catalogue: item ", i, " uses ",
+                     Vocabulary::code_string(static_cast<int>(l), c), ", which the tokenizer ",
+                     vocab_.tokenizer()->files().origin, " does not have",
+                     " (the tokenizer must be the one saved after add_tokens of every code of this index)");
     }
 
   // Sort items by (codes, id) so tuples get ascending ids and each tuple's items stay ascending.
@@ -111,19 +117,6 @@ std::vector<int64_t> ItemCatalog::codes_used_per_level() const {
   return out;
 }
 
-namespace {
-struct Fnv1a64 {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  void byte(uint8_t b) { h = (h ^ b) * 0x100000001b3ULL; }
-  void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) byte(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void i32(int32_t v) {
-    const auto u = static_cast<uint32_t>(v);
-    for (int i = 0; i < 4; ++i) byte(static_cast<uint8_t>(u >> (8 * i)));
-  }
-};
-}  // namespace
 
 std::string ItemCatalog::fingerprint() const {
   Fnv1a64 f;
@@ -131,9 +124,7 @@ std::string ItemCatalog::fingerprint() const {
   f.u64(static_cast<uint64_t>(vocab_.codebook_size()));
   f.u64(static_cast<uint64_t>(num_items_));
   for (int32_t c : codes_) f.i32(c);
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(f.h));
-  return std::string("fnv1a64:") + hex + ":items=" + std::to_string(num_items_) + ":levels=" + std::to_string(levels()) +
+  return "fnv1a64:" + f.hex() + ":items=" + std::to_string(num_items_) + ":levels=" + std::to_string(levels()) +
          ":codebook=" + std::to_string(vocab_.codebook_size());
 }
 

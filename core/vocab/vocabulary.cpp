@@ -1,8 +1,10 @@
 #include "core/vocab/vocabulary.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/vocab/tokenizer.h"
 
 namespace atspeed {
 
@@ -15,14 +17,65 @@ Vocabulary::Vocabulary(int levels, int64_t codebook_size) : levels_(levels), cod
   ATSPEED_ENSURE(Config, levels * std::log2(static_cast<double>(codebook_size)) <= 63.0,
                  "vocabulary: codebook_size^levels must fit in 63 bits (levels ", levels, ", codebook_size ",
                  codebook_size, ")");
+  size_ = kNumSpecial + codebook_size_ * levels_;
+}
+
+Vocabulary Vocabulary::with_tokenizer(std::shared_ptr<const TextTokenizer> tokenizer, int levels,
+                                      int64_t codebook_size) {
+  ATSPEED_CHECK(tokenizer != nullptr, "null tokenizer");
+  Vocabulary v(levels, codebook_size);
+  const std::string& origin = tokenizer->files().origin;
+  // The decoder, trie and losses use PAD/BOS/EOS = 0/1/2, as LLaMA does.
+  ATSPEED_ENSURE(Config, tokenizer->unk_id() == kPad && tokenizer->bos_id() == kBos && tokenizer->eos_id() == kEos,
+                 origin, ": the tokenizer's <unk>/<s>/</s> ids are ", tokenizer->unk_id(), "/", tokenizer->bos_id(), "/",
+                 tokenizer->eos_id(), "; atspeed needs LLaMA's 0/1/2");
+  v.size_ = tokenizer->size();
+  auto code_token = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(levels * codebook_size), -1);
+  auto token_code = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(v.size_), -1);
+  int64_t found = 0;
+  for (int l = 0; l < levels; ++l) {
+    for (int64_t c = 0; c < codebook_size; ++c) {
+      const auto id = tokenizer->token_id(code_string(l, c));
+      if (!id) continue;
+      const int64_t lc = l * codebook_size + c;
+      (*code_token)[static_cast<size_t>(lc)] = *id;
+      (*token_code)[static_cast<size_t>(*id)] = lc;
+      ++found;
+    }
+  }
+  ATSPEED_ENSURE(Config, found > 0, origin, ": the tokenizer has none of the code tokens <a_0>..",
+                 code_string(levels - 1, codebook_size - 1),
+                 " (LC-Rec adds them with tokenizer.add_tokens before fine-tuning; is this the fine-tuned "
+                 "checkpoint's tokenizer?)");
+  v.tokenizer_ = std::move(tokenizer);
+  v.code_token_ = std::move(code_token);
+  v.token_code_ = std::move(token_code);
+  return v;
 }
 
 int64_t Vocabulary::code_token(int level, int64_t code) const {
   ATSPEED_CHECK(level >= 0 && level < levels_ && code >= 0 && code < codebook_size_, "level ", level, " code ", code);
-  return kNumSpecial + codebook_size_ * level + code;
+  if (!code_token_) return kNumSpecial + codebook_size_ * level + code;
+  const int64_t id = (*code_token_)[static_cast<size_t>(level * codebook_size_ + code)];
+  ATSPEED_ENSURE(Data, id >= 0, "the tokenizer ", tokenizer_->files().origin, " has no token ", code_string(level, code),
+                 " (an item's codes use it; was the tokenizer saved after add_tokens of every code of this index?)");
+  return id;
+}
+
+bool Vocabulary::has_code_token(int level, int64_t code) const {
+  if (level < 0 || level >= levels_ || code < 0 || code >= codebook_size_) return false;
+  return !code_token_ || (*code_token_)[static_cast<size_t>(level * codebook_size_ + code)] >= 0;
+}
+
+std::string Vocabulary::code_string(int level, int64_t code) {
+  return std::string("<") + static_cast<char>('a' + level) + "_" + std::to_string(code) + ">";
 }
 
 std::string Vocabulary::token_string(int64_t token) const {
+  if (tokenizer_) {
+    std::string s = tokenizer_->token_string(token);
+    return s.empty() ? "<UNK:" + std::to_string(token) + ">" : s;
+  }
   switch (token) {
     case kPad: return "<PAD>";
     case kBos: return "<BOS>";
@@ -32,12 +85,35 @@ std::string Vocabulary::token_string(int64_t token) const {
     default: break;
   }
   if (!is_code(token)) return "<UNK:" + std::to_string(token) + ">";
-  return std::string("<") + static_cast<char>('a' + level_of(token)) + "_" + std::to_string(code_of(token)) + ">";
+  return code_string(level_of(token), code_of(token));
+}
+
+std::pair<int64_t, int64_t> Vocabulary::code_token_range() const {
+  if (!code_token_) return {kNumSpecial, size_};
+  int64_t lo = size_, hi = 0;
+  for (int64_t id : *code_token_)
+    if (id >= 0) lo = std::min(lo, id), hi = std::max(hi, id + 1);
+  return {lo, hi};
+}
+
+int64_t Vocabulary::num_code_tokens() const {
+  if (!code_token_) return codebook_size_ * levels_;
+  int64_t n = 0;
+  for (int64_t id : *code_token_) n += id >= 0;
+  return n;
 }
 
 std::string Vocabulary::describe() const {
-  return "tokfree-v1 levels=" + std::to_string(levels_) + " codebook=" + std::to_string(codebook_size_) +
-         " V=" + std::to_string(size());
+  const std::string shape = "levels=" + std::to_string(levels_) + " codebook=" + std::to_string(codebook_size_);
+  if (!tokenizer_) return "tokfree-v1 " + shape + " V=" + std::to_string(size());
+  const auto [lo, hi] = code_token_range();
+  return "text " + shape + " codes=" + std::to_string(num_code_tokens()) + " ids=[" + std::to_string(lo) + ", " +
+         std::to_string(hi) + ") " + tokenizer_->describe();
+}
+
+bool Vocabulary::operator==(const Vocabulary& other) const {
+  if (levels_ != other.levels_ || codebook_size_ != other.codebook_size_ || is_text() != other.is_text()) return false;
+  return !is_text() || tokenizer_->fingerprint() == other.tokenizer_->fingerprint();
 }
 
 }  // namespace atspeed

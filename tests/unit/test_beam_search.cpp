@@ -351,7 +351,7 @@ TEST(BeamSearchLlamaTest, SamplingIsSeededAndValid) {
     ASSERT_FALSE(a[r].beams.empty());
     for (size_t i = 0; i < a[r].beams.size(); ++i) {
       EXPECT_GE(catalog.find_tuple_by_tokens(a[r].beams[i].tokens), 0);
-      if (i > 0) EXPECT_FALSE(beam_before(a[r].beams[i], a[r].beams[i - 1]));  // sorted at the end
+      if (i > 0) EXPECT_FALSE(beam_before(a[r].beams[i], a[r].beams[i - 1], catalog.vocab()));  // sorted at the end
       for (size_t j = 0; j < i; ++j) EXPECT_NE(a[r].beams[i].tokens, a[r].beams[j].tokens);  // no repeats
     }
   }

@@ -1,0 +1,271 @@
+// LC-Rec checkpoints, part 1, against tests/data/lcrec (tools/make_lcrec_fixture.py, transformers
+// 4.41 + peft + sentencepiece): a SentencePiece tokenizer trained with LLaMA's settings and the
+// code tokens added as LC-Rec adds them, 250+ strings with the ids LlamaTokenizer(legacy=True)
+// gives them, a tiny random LLaMA with LoRA adapters (with and without modules_to_save, .safetensors
+// and .bin) and the logits peft's merge_and_unload gives.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/io/checkpoint.h"
+#include "core/io/safetensors.h"
+#include "core/io/text_file.h"
+#include "core/model/hf_checkpoint.h"
+#include "core/model/hf_import.h"
+#include "core/model/model_io.h"
+#include "core/vocab/constraint.h"
+#include "core/vocab/prompt.h"
+#include "core/vocab/tokenizer.h"
+#include "data/lcrec.h"
+#include "data/samples.h"
+#include "tests/test_util.h"
+
+namespace atspeed {
+namespace {
+
+using json = nlohmann::json;
+using test::run_atspeed;
+using test::TempDir;
+
+std::string fixture(const std::string& rel = "") {
+  return std::string(ATSPEED_SOURCE_DIR) + "/tests/data/lcrec" + (rel.empty() ? "" : "/" + rel);
+}
+
+std::shared_ptr<const TextTokenizer> fixture_tokenizer() {
+  static auto tok = TextTokenizer::load_dir(fixture("tokenizer"));
+  return tok;
+}
+
+std::shared_ptr<const ItemCatalog> fixture_catalog() {
+  static auto catalog = std::make_shared<const ItemCatalog>(
+      read_lcrec_index(fixture("index.json"), Vocabulary::with_tokenizer(fixture_tokenizer())));
+  return catalog;
+}
+
+const json& prompt_cases() {
+  static const json j = json::parse(read_text_file(fixture("prompts.json")));
+  return j;
+}
+
+std::string show(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (int64_t id : ids) s += std::to_string(id) + " ";
+  return s;
+}
+
+TEST(LcrecTokenizerTest, PromptsTokenizeToTransformersIds) {
+  const PromptFormat format(fixture_catalog(), PromptLayout::from_config("lcrec", true));
+  int prompts = 0, texts = 0, capped = 0;
+  for (const json& c : prompt_cases()["cases"]) {
+    const std::vector<int64_t> want = c["ids"].get<std::vector<int64_t>>();
+    if (c["kind"] == "prompt") {
+      const std::vector<int64_t> history = c["history"].get<std::vector<int64_t>>();
+      EXPECT_EQ(lcrec_prompt_text(*fixture_catalog(), history), c["text"].get<std::string>());
+      const std::vector<int64_t> got = format.prompt(history);
+      EXPECT_EQ(got, want) << "history of " << history.size() << " items\n got  " << show(got) << "\n want " << show(want);
+      EXPECT_EQ(format.prompt_length(history), static_cast<int64_t>(want.size()));
+      ++prompts;
+      capped += history.size() == 20;
+    } else {
+      const std::string text = c["text"].get<std::string>();
+      const std::vector<int64_t> got = fixture_tokenizer()->encode(text);
+      EXPECT_EQ(got, want) << "text '" << text << "'\n got  " << show(got) << "\n want " << show(want);
+      ++texts;
+    }
+  }
+  EXPECT_GE(prompts, 200);
+  EXPECT_GE(texts, 30);
+  EXPECT_GE(capped, 10);
+}
+
+TEST(LcrecTokenizerTest, CodeTokensAreLookedUpByString) {
+  const auto tok = fixture_tokenizer();
+  const Vocabulary v = Vocabulary::with_tokenizer(tok);
+  EXPECT_TRUE(v.is_text());
+  EXPECT_EQ(v.size(), tok->size());
+  EXPECT_GT(tok->size(), tok->sentencepiece_size());
+  // Every added code token maps back to its (level, code), and its id is the tokenizer's.
+  int64_t codes = 0;
+  for (const AddedToken& t : tok->added_tokens()) {
+    if (t.special) continue;
+    const int level = t.content[1] - 'a';
+    const int64_t code = std::stoll(t.content.substr(3, t.content.size() - 4));
+    EXPECT_EQ(v.code_token(level, code), t.id) << t.content;
+    EXPECT_EQ(v.level_of(t.id), level);
+    EXPECT_EQ(v.code_of(t.id), code);
+    EXPECT_EQ(v.token_string(t.id), t.content);
+    ++codes;
+  }
+  EXPECT_EQ(v.num_code_tokens(), codes);
+  EXPECT_EQ(v.code_token_range(), std::make_pair(tok->sentencepiece_size(), tok->size()));
+  // Ids are in string order ("<a_10>" before "<a_2>"), ties in code order: order_key follows the codes.
+  EXPECT_FALSE(v.level_of(Vocabulary::kBos) >= 0);
+  bool string_order_seen = false;
+  for (int64_t lo = 0; lo < 256 && !string_order_seen; ++lo)
+    for (int64_t hi = lo + 1; hi < 256 && !string_order_seen; ++hi) {
+      if (!v.has_code_token(1, lo) || !v.has_code_token(1, hi)) continue;
+      EXPECT_LT(v.order_key(v.code_token(1, lo)), v.order_key(v.code_token(1, hi)));
+      string_order_seen = v.code_token(1, lo) > v.code_token(1, hi);  // e.g. <b_2> after <b_10>
+    }
+  EXPECT_TRUE(string_order_seen) << "the fixture should add the tokens in string order";
+  // A code the tokenizer lacks is an error naming it, when used.
+  int64_t missing = -1;
+  for (int64_t c = 0; c < 256 && missing < 0; ++c)
+    if (!v.has_code_token(0, c)) missing = c;
+  ASSERT_GE(missing, 0) << "the fixture's level a should use a subset of the codes";
+  try {
+    ItemCatalog bad(v, {static_cast<int32_t>(missing), 0, 0, 0});
+    FAIL() << "a catalogue with a code the tokenizer lacks was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(e.message().find(Vocabulary::code_string(0, missing)), std::string::npos) << e.message();
+  }
+}
+
+TEST(LcrecTokenizerTest, TrieMapsToCodeTokenIdsInTheLargeVocabulary) {
+  const auto catalog = fixture_catalog();
+  const Vocabulary& v = catalog->vocab();
+  PrefixTrie trie(*catalog);
+  // The first level allows exactly the first codes in use, as token ids anywhere in the vocabulary.
+  std::set<int64_t> want;
+  for (int64_t i = 0; i < catalog->num_items(); ++i) want.insert(v.code_token(0, catalog->codes(i)[0]));
+  const auto allowed = trie.allowed(std::vector<int64_t>{});
+  EXPECT_EQ(std::set<int64_t>(allowed.begin(), allowed.end()), want);
+  // Walking an item's tokens reaches EOS.
+  const auto item = catalog->item_tokens(7);
+  for (int l = 0; l < v.levels(); ++l) {
+    const auto a = trie.allowed(std::vector<int64_t>(item.begin(), item.begin() + l));
+    EXPECT_NE(std::find(a.begin(), a.end(), item[static_cast<size_t>(l)]), a.end()) << "level " << l;
+  }
+  const auto end = trie.allowed(item);
+  ASSERT_EQ(end.size(), 1u);
+  EXPECT_EQ(end[0], Vocabulary::kEos);
+}
+
+TEST(LcrecTokenizerTest, TokenizerTravelsInsideTheCheckpoint) {
+  TempDir dir;
+  const std::string h5 = dir.str("t.h5");
+  const TokenizerFiles files = TokenizerFiles::read_dir(fixture("tokenizer"));
+  {
+    CheckpointAttributes attrs;
+    attrs.kind = "target";
+    CheckpointWriter w(h5, attrs);
+    model::write_tokenizer(w, files);
+    w.commit();
+  }
+  CheckpointReader reader(h5);
+  const auto back = model::read_tokenizer(reader);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->sentencepiece_model, files.sentencepiece_model);
+  EXPECT_EQ(back->json_files, files.json_files);
+  EXPECT_EQ(TextTokenizer(*back).fingerprint(), fixture_tokenizer()->fingerprint());
+  EXPECT_EQ(reader.string_attribute("tokenizer", "fingerprint"), fixture_tokenizer()->fingerprint());
+}
+
+// ---- conversion ----
+
+const std::map<std::string, at::Tensor>& expected() {
+  static const auto e = load_safetensors(fixture("expected.safetensors"));
+  return e;
+}
+
+at::Tensor causal_logits(model::LlamaModel& m, const at::Tensor& ids) {
+  torch::NoGradGuard g;
+  const int64_t n = ids.size(1);
+  return m->forward(ids, torch::arange(n, torch::kLong).unsqueeze(0),
+                    model::causal_mask(1, n, 0, m->options().param_dtype, at::kCPU));
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+TEST(LcrecConvertTest, LoraMergeMatchesPeft) {
+  for (const std::string adapter : {"adapter_full", "adapter_full_bin"}) {
+    SCOPED_TRACE(adapter);
+    TempDir dir;
+    const std::string h5 = dir.str("target.h5");
+    const auto r = run_atspeed("convert --from '" + fixture("base") + "' --lora '" + fixture(adapter) + "' --out '" + h5 + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("merged into 14 weights, 2 taken whole"), std::string::npos) << r.output;
+    CheckpointReader reader(h5, "target");
+    model::LlamaModel m = model::load_model(reader);
+    EXPECT_EQ(m->options().vocab_size, fixture_tokenizer()->size());
+    EXPECT_LE(max_diff(causal_logits(m, expected().at("input_ids")), expected().at("full_logits")), 1e-4);
+    // The tokenizer came from the adapter's directory and is inside; the config says lcrec.
+    const auto tok = model::read_tokenizer(reader);
+    ASSERT_TRUE(tok.has_value());
+    EXPECT_EQ(TextTokenizer(*tok).fingerprint(), fixture_tokenizer()->fingerprint());
+    EXPECT_NE(reader.attributes().config_yaml.find("prompt_format: lcrec"), std::string::npos);
+    // inspect shows the tokenizer kind and the code-token range.
+    const auto ins = run_atspeed("inspect --no-norms '" + h5 + "'");
+    ASSERT_EQ(ins.exit_code, 0) << ins.output;
+    const Vocabulary v = Vocabulary::with_tokenizer(fixture_tokenizer());
+    const std::string range = "at ids [" + std::to_string(v.code_token_range().first) + ", " +
+                              std::to_string(v.code_token_range().second) + ")";
+    for (const std::string want : {std::string("tokenizer:      sentencepiece (inside the checkpoint)"), range})
+      EXPECT_NE(ins.output.find(want), std::string::npos) << "missing '" << want << "' in\n" << ins.output;
+  }
+}
+
+TEST(LcrecConvertTest, AdapterWithoutResizedRowsIsRefusedAndTheMergeScriptOutputConverts) {
+  TempDir dir;
+  const std::string h5 = dir.str("target.h5");
+  auto r = run_atspeed("convert --from '" + fixture("base") + "' --lora '" + fixture("adapter_lora_only") + "' --out '" + h5 + "'");
+  EXPECT_EQ(r.exit_code, 5) << r.output;
+  const int64_t base_v = model::model_config_from_hf_json(fixture("base/config.json")).vocab_size;
+  const std::string rows = "rows " + std::to_string(base_v) + ".." + std::to_string(fixture_tokenizer()->size() - 1);
+  for (const std::string want : {rows, std::string("model.embed_tokens.weight and lm_head.weight"),
+                                 std::string("tools/merge_lcrec_lora.py")})
+    EXPECT_NE(r.output.find(want), std::string::npos) << "missing '" << want << "' in\n" << r.output;
+  EXPECT_FALSE(std::filesystem::exists(h5));
+
+  r = run_atspeed("convert --from '" + fixture("merged_lora_only") + "' --out '" + h5 + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CheckpointReader reader(h5, "target");
+  model::LlamaModel m = model::load_model(reader);
+  EXPECT_LE(max_diff(causal_logits(m, expected().at("input_ids")), expected().at("lora_only_logits")), 1e-4);
+}
+
+TEST(LcrecConvertTest, ExportWritesShardsIndexAndTokenizerThatReimportIdentically) {
+  TempDir dir;
+  const std::string a = dir.str("a.h5"), b = dir.str("b.h5"), hf = dir.str("hf");
+  ASSERT_EQ(run_atspeed("convert --from '" + fixture("base") + "' --lora '" + fixture("adapter_full") + "' --out '" + a + "'").exit_code, 0);
+  // Shards of at most 100 kB: several files and an index, as transformers writes them.
+  auto r = run_atspeed("convert --from '" + a + "' --to-hf '" + hf + "' --max-shard-size 100KB");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json index = json::parse(read_text_file(hf + "/model.safetensors.index.json"));
+  std::set<std::string> shards;
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) shards.insert(it.value().get<std::string>());
+  EXPECT_GE(shards.size(), 3u);
+  for (const auto& s : shards) {
+    // At most 100 kB of tensors (+ the header), unless one tensor alone is larger.
+    SafetensorsReader shard(hf + "/" + s);
+    if (shard.list().size() > 1) EXPECT_LE(std::filesystem::file_size(hf + "/" + s), 100000u + 8u * 1024u) << s;
+  }
+  // The tokenizer files come back byte for byte.
+  const TokenizerFiles want = TokenizerFiles::read_dir(fixture("adapter_full"));
+  const TokenizerFiles got = TokenizerFiles::read_dir(hf);
+  EXPECT_EQ(got.sentencepiece_model, want.sentencepiece_model);
+  EXPECT_EQ(got.json_files, want.json_files);
+  // Re-importing the export gives the same tensors and the same logits.
+  r = run_atspeed("convert --from '" + hf + "' --out '" + b + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CheckpointReader x(a), y(b);
+  for (const auto& t : x.list()) {
+    ASSERT_TRUE(y.contains(t.name)) << t.name;
+    EXPECT_TRUE(torch::equal(x.read(t.name), y.read(t.name))) << t.name;
+  }
+  model::LlamaModel m = model::load_model(y);
+  EXPECT_LE(max_diff(causal_logits(m, expected().at("input_ids")), expected().at("full_logits")), 1e-4);
+}
+
+}  // namespace
+}  // namespace atspeed
