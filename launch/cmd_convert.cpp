@@ -27,26 +27,6 @@ struct ConvertOptions {
   std::string max_shard_size = "5GB";
 };
 
-// "5GB", "500MB", "10KB" or a byte count; decimal units as transformers' max_shard_size.
-int64_t parse_size(const std::string& text) {
-  size_t pos = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  const std::string unit = text.substr(pos);
-  double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KB") scale = 1e3;
-  else if (unit == "MB") scale = 1e6;
-  else if (unit == "GB") scale = 1e9;
-  ATSPEED_ENSURE(Usage, pos > 0 && scale > 0 && value > 0, "convert: --max-shard-size '", text,
-                 "': expected a size like 5GB, 500MB or a byte count");
-  return static_cast<int64_t>(value * scale);
-}
-
 std::string megabytes(int64_t bytes) { return std::to_string((bytes + 500000) / 1000000) + " MB"; }
 
 void import_hf(ConvertOptions& o) {
@@ -65,7 +45,7 @@ void import_hf(ConvertOptions& o) {
 void export_hf(const ConvertOptions& o) {
   std::optional<std::string> dtype;
   if (!o.dtype.empty()) dtype = o.dtype;
-  const model::HfExportReport r = model::export_hf_checkpoint(o.import.from, o.to_hf, dtype, parse_size(o.max_shard_size));
+  const model::HfExportReport r = model::export_hf_checkpoint(o.import.from, o.to_hf, dtype, model::parse_shard_size(o.max_shard_size));
   std::cout << "wrote " << o.to_hf << ": config.json, " << r.shards.size() << " safetensors file(s)"
             << (r.shards.size() > 1 ? " + model.safetensors.index.json" : "")
             << (r.tokenizer ? ", tokenizer files" : "") << ": model '" << r.config.name << "', " << r.config.dtype

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -33,6 +34,25 @@ void HfImportOptions::validate() const {
   ATSPEED_ENSURE(Usage, lora.empty() || fs::is_directory(lora), "convert: --lora ", lora, ": not a directory");
   ATSPEED_ENSURE(Usage, tokenizer.empty() || tokenizer == "none" || fs::is_directory(tokenizer), "convert: --tokenizer ",
                  tokenizer, ": not a directory");
+}
+
+int64_t parse_shard_size(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  const std::string unit = text.substr(pos);
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "KB") scale = 1e3;
+  else if (unit == "MB") scale = 1e6;
+  else if (unit == "GB") scale = 1e9;
+  ATSPEED_ENSURE(Usage, pos > 0 && scale > 0 && value > 0, "--max-shard-size '", text,
+                 "': expected a size like 5GB, 500MB or a byte count");
+  return static_cast<int64_t>(value * scale);
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(const ModelConfig& c) {
@@ -323,42 +343,28 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
   return report;
 }
 
-HfExportReport export_hf_checkpoint(const std::string& h5_path, const std::string& dir,
-                                    const std::optional<std::string>& dtype, int64_t max_shard_bytes) {
-  ATSPEED_ENSURE(Usage, max_shard_bytes > 0, "convert: --max-shard-size must be positive");
-  CheckpointReader reader(h5_path);
-  ModelConfig mc = model_config_from_checkpoint(reader);
-  if (dtype) mc.dtype = *dtype;
-  const std::string code = mc.dtype == "bfloat16" ? "BF16" : "F32";
-  const at::ScalarType out_type = mc.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
-  HfExportReport report;
-
+std::vector<std::string> write_hf_weights(const ModelConfig& mc, const std::string& dir, int64_t max_shard_bytes,
+                                          const std::function<at::Tensor(const std::string&)>& tensor) {
   // Plan the shards as transformers does: fill a shard until the next tensor would overflow it.
   std::vector<std::vector<SafetensorsEntry>> shards(1);
   int64_t shard_bytes = 0;
   for (const auto& [name, shape] : llama_parameter_shapes(mc)) {
-    ATSPEED_ENSURE(Checkpoint, reader.contains(name), h5_path, ": missing tensor '", name, "'");
-    ATSPEED_ENSURE(Checkpoint, reader.info(name).shape == shape, h5_path, ": tensor '", name, "' has shape ",
-                   at::IntArrayRef(reader.info(name).shape), ", the config implies ", at::IntArrayRef(shape));
     const int64_t bytes = tensor_bytes(shape, mc.dtype);
-    report.largest_tensor_bytes = std::max(report.largest_tensor_bytes, bytes);
     if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
     SafetensorsEntry e;
     e.name = name;
-    e.dtype = code;
+    e.dtype = mc.dtype == "bfloat16" ? "BF16" : "F32";
     e.shape = shape;
     shards.back().push_back(std::move(e));
     shard_bytes += bytes;
   }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  ATSPEED_ENSURE(Checkpoint, !ec, dir, ": cannot create directory: ", ec.message());
   const size_t n = shards.size();
   json weight_map = json::object();
   int64_t total = 0;
+  std::vector<std::string> files;
   for (size_t i = 0; i < n; ++i) {
     char file[64];
     std::snprintf(file, sizeof file, "model-%05zu-of-%05zu.safetensors", i + 1, n);
@@ -366,18 +372,42 @@ HfExportReport export_hf_checkpoint(const std::string& h5_path, const std::strin
     // transformers refuses safetensors files without format metadata.
     SafetensorsWriter w((fs::path(dir) / name).string(), shards[i], {{"format", "pt"}});
     for (const SafetensorsEntry& e : shards[i]) {
-      w.write(e.name, reader.read(e.name).to(out_type).contiguous());
+      w.write(e.name, tensor(e.name));
       weight_map[e.name] = name;
       total += tensor_bytes(e.shape, mc.dtype);
     }
     w.commit();
-    report.shards.push_back(name);
+    files.push_back(name);
   }
   if (n > 1) {
     const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     write_text_file_atomic((fs::path(dir) / "model.safetensors.index.json").string(), index.dump(2) + "\n");
   }
   write_text_file_atomic((fs::path(dir) / "config.json").string(), hf_json_from_model_config(mc));
+  return files;
+}
+
+HfExportReport export_hf_checkpoint(const std::string& h5_path, const std::string& dir,
+                                    const std::optional<std::string>& dtype, int64_t max_shard_bytes) {
+  ATSPEED_ENSURE(Usage, max_shard_bytes > 0, "convert: --max-shard-size must be positive");
+  CheckpointReader reader(h5_path);
+  ModelConfig mc = model_config_from_checkpoint(reader);
+  if (dtype) mc.dtype = *dtype;
+  const at::ScalarType out_type = mc.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  HfExportReport report;
+
+  for (const auto& [name, shape] : llama_parameter_shapes(mc)) {
+    ATSPEED_ENSURE(Checkpoint, reader.contains(name), h5_path, ": missing tensor '", name, "'");
+    ATSPEED_ENSURE(Checkpoint, reader.info(name).shape == shape, h5_path, ": tensor '", name, "' has shape ",
+                   at::IntArrayRef(reader.info(name).shape), ", the config implies ", at::IntArrayRef(shape));
+    report.largest_tensor_bytes = std::max(report.largest_tensor_bytes, tensor_bytes(shape, mc.dtype));
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  ATSPEED_ENSURE(Checkpoint, !ec, dir, ": cannot create directory: ", ec.message());
+  report.shards = write_hf_weights(mc, dir, max_shard_bytes, [&](const std::string& name) {
+    return reader.read(name).to(out_type).contiguous();
+  });
   if (auto tok = read_tokenizer(reader)) {
     tok->write_dir(dir);
     report.tokenizer = true;

@@ -18,12 +18,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/config_types.h"
+
+namespace at {
+class Tensor;
+}
 
 namespace atspeed::model {
 
@@ -64,6 +69,17 @@ struct HfExportReport {
 // tokenizer files when the checkpoint carries a tokenizer. `dtype` converts on the way.
 HfExportReport export_hf_checkpoint(const std::string& h5_path, const std::string& dir,
                                     const std::optional<std::string>& dtype, int64_t max_shard_bytes);
+
+// Writes the weights of `config` (in its dtype) into dir as transformers saves them: config.json and
+// model-0000i-of-0000n.safetensors shards of at most max_shard_bytes (a single model.safetensors when
+// one is enough) with model.safetensors.index.json, asking `tensor(name)` for each tensor in turn
+// (so only one is in memory). Returns the weight file names.
+std::vector<std::string> write_hf_weights(const ModelConfig& config, const std::string& dir, int64_t max_shard_bytes,
+                                          const std::function<at::Tensor(const std::string&)>& tensor);
+
+// "5GB", "500MB", "10KB" or a byte count (decimal units, as transformers' max_shard_size);
+// Error(Usage) naming --max-shard-size otherwise.
+int64_t parse_shard_size(const std::string& text);
 
 // Parameter names and shapes of a LlamaForCausalLM with this config, in our module order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(const ModelConfig& config);

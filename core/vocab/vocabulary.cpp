@@ -29,17 +29,13 @@ Vocabulary Vocabulary::with_tokenizer(std::shared_ptr<const TextTokenizer> token
   ATSPEED_ENSURE(Config, tokenizer->unk_id() == kPad && tokenizer->bos_id() == kBos && tokenizer->eos_id() == kEos,
                  origin, ": the tokenizer's <unk>/<s>/</s> ids are ", tokenizer->unk_id(), "/", tokenizer->bos_id(), "/",
                  tokenizer->eos_id(), "; atspeed needs LLaMA's 0/1/2");
-  v.size_ = tokenizer->size();
-  auto code_token = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(levels * codebook_size), -1);
-  auto token_code = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(v.size_), -1);
+  std::vector<int64_t> code_token(static_cast<size_t>(levels * codebook_size), -1);
   int64_t found = 0;
   for (int l = 0; l < levels; ++l) {
     for (int64_t c = 0; c < codebook_size; ++c) {
       const auto id = tokenizer->token_id(code_string(l, c));
       if (!id) continue;
-      const int64_t lc = l * codebook_size + c;
-      (*code_token)[static_cast<size_t>(lc)] = *id;
-      (*token_code)[static_cast<size_t>(*id)] = lc;
+      code_token[static_cast<size_t>(l * codebook_size + c)] = *id;
       ++found;
     }
   }
@@ -47,8 +43,28 @@ Vocabulary Vocabulary::with_tokenizer(std::shared_ptr<const TextTokenizer> token
                  code_string(levels - 1, codebook_size - 1),
                  " (LC-Rec adds them with tokenizer.add_tokens before fine-tuning; is this the fine-tuned "
                  "checkpoint's tokenizer?)");
+  v = with_code_token_ids(levels, codebook_size, tokenizer->size(), std::move(code_token));
   v.tokenizer_ = std::move(tokenizer);
-  v.code_token_ = std::move(code_token);
+  return v;
+}
+
+Vocabulary Vocabulary::with_code_token_ids(int levels, int64_t codebook_size, int64_t size,
+                                           std::vector<int64_t> code_token) {
+  Vocabulary v(levels, codebook_size);
+  ATSPEED_ENSURE(Config, static_cast<int64_t>(code_token.size()) == levels * codebook_size,
+                 "vocabulary: code token table has ", code_token.size(), " entries, expected ", levels * codebook_size);
+  v.size_ = size;
+  auto token_code = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(size), -1);
+  for (size_t lc = 0; lc < code_token.size(); ++lc) {
+    const int64_t id = code_token[lc];
+    if (id < 0) continue;
+    // PAD/BOS/EOS keep their meaning; a code token must be another id.
+    ATSPEED_ENSURE(Config, id > kEos && id < size, "vocabulary: code token ", code_string(static_cast<int>(lc / codebook_size),
+                   static_cast<int64_t>(lc) % codebook_size), " has id ", id, ", outside [3, ", size, ")");
+    ATSPEED_ENSURE(Config, (*token_code)[static_cast<size_t>(id)] < 0, "vocabulary: id ", id, " names two codes");
+    (*token_code)[static_cast<size_t>(id)] = static_cast<int64_t>(lc);
+  }
+  v.code_token_ = std::make_shared<const std::vector<int64_t>>(std::move(code_token));
   v.token_code_ = std::move(token_code);
   return v;
 }
@@ -112,8 +128,11 @@ std::string Vocabulary::describe() const {
 }
 
 bool Vocabulary::operator==(const Vocabulary& other) const {
-  if (levels_ != other.levels_ || codebook_size_ != other.codebook_size_ || is_text() != other.is_text()) return false;
-  return !is_text() || tokenizer_->fingerprint() == other.tokenizer_->fingerprint();
+  if (levels_ != other.levels_ || codebook_size_ != other.codebook_size_ || size_ != other.size_ ||
+      is_text() != other.is_text() || (code_token_ == nullptr) != (other.code_token_ == nullptr))
+    return false;
+  if (is_text()) return tokenizer_->fingerprint() == other.tokenizer_->fingerprint();
+  return code_token_ == nullptr || *code_token_ == *other.code_token_;
 }
 
 }  // namespace atspeed

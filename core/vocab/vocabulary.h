@@ -42,6 +42,12 @@ class Vocabulary {
   static Vocabulary with_tokenizer(std::shared_ptr<const TextTokenizer> tokenizer, int levels = 4,
                                    int64_t codebook_size = 256);
 
+  // A vocabulary of `size` ids whose code tokens sit at code_token[level * codebook_size + code]
+  // (-1: none), without a tokenizer: what a text vocabulary looks like to the search, for
+  // benchmarks and tests at LLaMA's V. Error(Config) for ids outside [3, size) or used twice.
+  static Vocabulary with_code_token_ids(int levels, int64_t codebook_size, int64_t size,
+                                        std::vector<int64_t> code_token);
+
   int levels() const { return levels_; }
   int64_t codebook_size() const { return codebook_size_; }
   int64_t size() const { return size_; }
@@ -87,7 +93,7 @@ class Vocabulary {
   std::pair<int64_t, int64_t> code_token_range() const;
   int64_t num_code_tokens() const;
 
-  // Same kind, levels, codebook and (text) the same tokenizer fingerprint.
+  // Same kind, levels, codebook, size and code ids (text: the same tokenizer fingerprint).
   bool operator==(const Vocabulary& other) const;
 
  private:

@@ -6,12 +6,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/decode/beam_search.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
 #include "core/io/safetensors.h"
@@ -146,6 +148,38 @@ TEST(LcrecTokenizerTest, TrieMapsToCodeTokenIdsInTheLargeVocabulary) {
   const auto end = trie.allowed(item);
   ASSERT_EQ(end.size(), 1u);
   EXPECT_EQ(end[0], Vocabulary::kEos);
+}
+
+TEST(LcrecTokenizerTest, EqualScoresAreRankedByCodeNotByTokenId) {
+  const Vocabulary v = Vocabulary::with_tokenizer(fixture_tokenizer());
+  // Two level-a codes whose ids are in the opposite order of the codes ("<a_10>" < "<a_9>").
+  int64_t lo = -1, hi = -1;
+  for (int64_t a = 0; a < 256 && lo < 0; ++a)
+    for (int64_t b = a + 1; b < 256 && lo < 0; ++b)
+      if (v.has_code_token(0, a) && v.has_code_token(0, b) && v.code_token(0, a) > v.code_token(0, b)) lo = a, hi = b;
+  ASSERT_GE(lo, 0);
+  // Items (lo, 0, 0, 0) and (hi, 0, 0, 0) need codes 0 at the other levels to exist; use codes that do.
+  std::vector<int32_t> tail;
+  for (int l = 1; l < 4; ++l) {
+    int32_t c = 0;
+    while (!v.has_code_token(l, c)) ++c;
+    tail.push_back(c);
+  }
+  const ItemCatalog catalog(v, {static_cast<int32_t>(hi), tail[0], tail[1], tail[2],
+                                static_cast<int32_t>(lo), tail[0], tail[1], tail[2]});
+  const PrefixTrie trie(catalog);
+  // Every token equally likely: both first-level candidates tie exactly.
+  const at::Tensor lp = at::full({1, v.size()}, -std::log(static_cast<float>(v.size())));
+  decode::SearchOptions opts;
+  opts.beam_width = 2;
+  std::vector<decode::Beam> beams = decode::expand_beams({decode::Beam{}}, lp, trie, opts);
+  ASSERT_EQ(beams.size(), 2u);
+  EXPECT_EQ(beams[0].score, beams[1].score);
+  EXPECT_EQ(beams[0].tokens[0], v.code_token(0, lo)) << "the lower code first, though its id is larger";
+  EXPECT_EQ(beams[1].tokens[0], v.code_token(0, hi));
+  std::swap(beams[0], beams[1]);
+  decode::sort_beams(beams, v);
+  EXPECT_EQ(beams[0].tokens[0], v.code_token(0, lo));
 }
 
 TEST(LcrecTokenizerTest, TokenizerTravelsInsideTheCheckpoint) {
