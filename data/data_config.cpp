@@ -42,9 +42,9 @@ void DataConfig::validate() const {
   config_ensure(train_samples != "one_pass" || l.is_stream(), "data.train_samples",
                 "one_pass needs data.prompt_format=stream (in resp, RESP sits between a history and its response, "
                 "so each prefix needs its own row)");
-  config_ensure(l.is_text() == !tokenizer.empty(), "data.tokenizer",
-                l.is_text() ? "must name an HF tokenizer directory with data.prompt_format=lcrec (the prompt is text)"
-                            : "is only used with data.prompt_format=lcrec (got prompt_format " + prompt_format + ")");
+  // lcrec without data.tokenizer is fine here: a checkpoint may carry the tokenizer (make_vocabulary).
+  config_ensure(tokenizer.empty() || l.is_text(), "data.tokenizer",
+                "is only used with data.prompt_format=lcrec (got prompt_format " + prompt_format + ")");
   // The draft objectives read one teacher target per row.
   config_ensure(draft_samples == "all_prefixes" || draft_samples == "last", "data.draft_samples",
                 "must be all_prefixes or last (got '" + draft_samples + "')");

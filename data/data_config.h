@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/config.h"
@@ -9,6 +10,8 @@
 #include "data/synth.h"
 
 namespace atspeed {
+
+class TextTokenizer;
 
 struct DataConfig {
   std::string name = "beauty";
@@ -38,6 +41,9 @@ struct DataConfig {
   std::string train_samples = "all_prefixes";
   std::string draft_samples = "last";          // teacher data / draft training: last (§1.5) or all_prefixes
   SynthOptions synthetic;            // generator parameters, used when source = synthetic
+  // Not a config key: the tokenizer a converted LC-Rec checkpoint carries, set by the commands that
+  // load one (launch/model_loading.h, apply_prompt_settings) so that data.tokenizer is optional there.
+  std::shared_ptr<const TextTokenizer> checkpoint_tokenizer;
 
   PromptLayout layout() const { return PromptLayout::from_config(prompt_format, sep_token); }
 

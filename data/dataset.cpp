@@ -61,8 +61,22 @@ Dataset load_dataset(const std::string& dir, const Vocabulary& vocab, const std:
 }
 
 Vocabulary make_vocabulary(const DataConfig& config) {
-  if (config.tokenizer.empty()) return Vocabulary(config.levels, config.codebook_size);
-  return Vocabulary::with_tokenizer(TextTokenizer::load_dir(config.tokenizer), config.levels, config.codebook_size);
+  std::shared_ptr<const TextTokenizer> tok = config.checkpoint_tokenizer;
+  if (!config.tokenizer.empty()) {
+    auto from_dir = TextTokenizer::load_dir(config.tokenizer);
+    ATSPEED_ENSURE(Config, !tok || tok->fingerprint() == from_dir->fingerprint(), "data.tokenizer: ", config.tokenizer,
+                   " (", from_dir->describe(), ") is not the tokenizer inside the checkpoint (", tok ? tok->describe() : "",
+                   "); leave data.tokenizer unset to use the checkpoint's");
+    tok = std::move(from_dir);
+  }
+  if (config.layout().is_text()) {
+    ATSPEED_ENSURE(Config, tok != nullptr, "data.prompt_format: lcrec is the LC-Rec text prompt and needs a tokenizer: "
+                   "set data.tokenizer=DIR (an HF tokenizer directory) or load a converted checkpoint that carries one");
+    return Vocabulary::with_tokenizer(std::move(tok), config.levels, config.codebook_size);
+  }
+  ATSPEED_ENSURE(Config, tok == nullptr, "data.prompt_format: ", config.prompt_format,
+                 " is a tokenizer-free layout, but a tokenizer was given (set data.prompt_format=lcrec)");
+  return Vocabulary(config.levels, config.codebook_size);
 }
 
 Dataset load_dataset(const DataConfig& config) {

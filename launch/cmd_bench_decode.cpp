@@ -143,8 +143,8 @@ BenchSetup load_bench(const BenchDecodeOptions& o, DataConfig data, const Decode
   const CheckpointReader target_reader(o.target);
   std::unique_ptr<CheckpointReader> draft_reader;
   if (needs_draft) draft_reader = std::make_unique<CheckpointReader>(o.draft);
+  apply_prompt_settings(target_reader, data);  // before the dataset: the layout and tokenizer decide its vocabulary
   b.ds = load_dataset(data);
-  apply_prompt_settings(target_reader, data);
   b.device = resolve_device(dec.device);
   b.target_model = load_model_for(target_reader, b.ds, b.device, "target", dec.dtype);
   if (draft_reader) b.draft_model = load_model_for(*draft_reader, b.ds, b.device, "draft", dec.dtype);

@@ -63,9 +63,9 @@ void run_eval(EvalOptions o) {
   if (attrs.kind != "target") spdlog::warn("{}: kind '{}' (evaluating it as a target)", o.ckpt, attrs.kind);
   std::unique_ptr<CheckpointReader> draft_reader;
   if (ev.mode.needs_draft()) draft_reader = std::make_unique<CheckpointReader>(ev.draft);
+  apply_prompt_settings(reader, data);  // before the dataset: the layout and tokenizer decide its vocabulary
   const Dataset ds = load_dataset(data);
   const std::string fingerprint = ds.catalog->fingerprint();
-  apply_prompt_settings(reader, data);
   const at::Device device = resolve_device(dec.device);
   model::LlamaModel model = load_model_for(reader, ds, device, "target", dec.dtype);
   model::LlamaModel draft_model{nullptr};

@@ -83,8 +83,8 @@ void run_serve(const ServeOptions& o) {
   const CheckpointReader target_reader(sc.target);
   std::unique_ptr<CheckpointReader> draft_reader;
   if (!sc.draft.empty()) draft_reader = std::make_unique<CheckpointReader>(sc.draft);
+  apply_prompt_settings(target_reader, data);  // before the dataset: the layout and tokenizer decide its vocabulary
   const Dataset ds = load_dataset(data);
-  apply_prompt_settings(target_reader, data);
   if (draft_reader) {
     // Both models read the same prompt; a draft trained on another layout would silently disagree.
     DataConfig draft_data = data;

@@ -57,11 +57,11 @@ void run_teacher(const TeacherOptions& o) {
   const CheckpointReader reader(tc.target);
   if (reader.attributes().kind != "target")
     spdlog::warn("{}: kind '{}' (using it as the teacher target)", tc.target, reader.attributes().kind);
+  apply_prompt_settings(reader, data);  // before the dataset: the layout and tokenizer decide its vocabulary
   Dataset ds;
   if (comm->rank() == 0) ds = load_dataset(data);
   comm->barrier();
   if (comm->rank() != 0) ds = load_dataset(data);
-  apply_prompt_settings(reader, data);
   const c10::Device device = resolve_device(tc.device, "teacher.device");
   model::LlamaModel target = load_model_for(reader, ds, device, "target");
   const std::string target_fp = model::parameter_fingerprint(*target);

@@ -16,6 +16,7 @@
 #include "core/io/checkpoint.h"
 #include "core/logging.h"
 #include "core/model/model_io.h"
+#include "core/vocab/tokenizer.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
 #include "launch/commands.h"
@@ -52,6 +53,10 @@ void run_train_draft(const TrainDraftOptions& o) {
   auto comm = make_communicator(dist.backend);
   set_log_rank(comm->rank(), comm->size(), log.all_ranks);
   train::install_stop_signal_handlers();
+  // An LC-Rec target carries its tokenizer; the draft's prompts are built with it.
+  if (align.needs_teacher() && !align.target.empty())
+    if (auto files = model::read_tokenizer(CheckpointReader(align.target)))
+      data.checkpoint_tokenizer = std::make_shared<const TextTokenizer>(*files);
   const Dataset ds = load_dataset_rank0_first(data, *comm);
 
   train::Trainer trainer(config, ds, *comm, "draft", parse_train_samples(data.draft_samples));
@@ -75,8 +80,7 @@ void run_train_draft(const TrainDraftOptions& o) {
   }
   if (!align.init.empty() && !trainer.resumed()) {
     const CheckpointReader init(align.init);
-    ATSPEED_ENSURE(Checkpoint, init.attributes().fingerprint == ds.catalog->fingerprint(), align.init,
-                   ": item index fingerprint differs from the dataset's");
+    check_index_fingerprint(init, ds, "draft init");
     model::read_parameters(init, trainer.model());
     spdlog::info("draft initialised from {}", align.init);
   }

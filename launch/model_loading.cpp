@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/model/model_io.h"
+#include "core/vocab/tokenizer.h"
 
 namespace atspeed::launch {
 
@@ -21,6 +22,8 @@ void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data) {
                  data.prompt_format);
   }
   data.prompt_format = format;
+  // A converted LC-Rec checkpoint carries its tokenizer: the dataset's vocabulary is built from it.
+  if (auto files = model::read_tokenizer(reader)) data.checkpoint_tokenizer = std::make_shared<const TextTokenizer>(*files);
   if (stored.has("data.sep_token")) {
     const bool v = stored.at("data.sep_token").as<bool>();
     if (v != data.sep_token) {
@@ -38,14 +41,20 @@ void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data) {
   }
 }
 
-namespace {
-
-void check_fingerprint(const CheckpointReader& reader, const Dataset& ds, const std::string& role) {
+void check_index_fingerprint(const CheckpointReader& reader, const Dataset& ds, const std::string& role) {
   const std::string fingerprint = ds.catalog->fingerprint();
+  if (reader.attributes().fingerprint.empty() && reader.string_attribute("", "converted_from")) {
+    // A converted checkpoint was fine-tuned elsewhere: nothing recorded its item index.
+    spdlog::warn("{} ({}): converted from {}, no item index fingerprint; it must have been fine-tuned on {}",
+                 reader.path(), role, *reader.string_attribute("", "converted_from"), ds.index_path);
+    return;
+  }
   ATSPEED_ENSURE(Checkpoint, reader.attributes().fingerprint == fingerprint, reader.path(), " (", role,
                  "): item index fingerprint '", reader.attributes().fingerprint, "' differs from the dataset's '",
                  fingerprint, "' (", ds.index_path, "): the model was trained on another index");
 }
+
+namespace {
 
 model::LlamaModel finish_loading(model::LlamaModel model, const CheckpointReader& reader, const Dataset& ds,
                                  c10::Device device, const std::string& role) {
@@ -66,14 +75,14 @@ std::optional<std::string> dtype_override(const std::string& dtype) {
 
 model::LlamaModel load_model_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
                                  const std::string& role, const std::string& dtype) {
-  check_fingerprint(reader, ds, role);
+  check_index_fingerprint(reader, ds, role);
   return finish_loading(model::load_model(reader, dtype_override(dtype)), reader, ds, device, role);
 }
 
 model::LlamaModel load_model_shard_for(const CheckpointReader& reader, const Dataset& ds, c10::Device device,
                                        const std::string& role, int64_t tp_rank, int64_t tp_size,
                                        const std::string& dtype) {
-  check_fingerprint(reader, ds, role);
+  check_index_fingerprint(reader, ds, role);
   // Checked here as well as in LlamaOptions::sharded so that the message names the model's role
   // and file, not only its config name.
   const ModelConfig c = model::model_config_from_checkpoint(reader);

@@ -16,9 +16,15 @@ namespace atspeed::launch {
 
 using atspeed::resolve_device;  // core/device.h
 
-// Takes data.prompt_format (resp when absent: older checkpoints) / data.sep_token / data.history_len from the checkpoint's stored config when present (a model
-// only understands its own prompt layout), warning when they differ from `data`.
+// Takes data.prompt_format (resp when absent: older checkpoints) / data.sep_token / data.history_len
+// from the checkpoint's stored config when present (a model only understands its own prompt layout),
+// warning when they differ from `data`, and the tokenizer a converted LC-Rec checkpoint carries
+// (data.checkpoint_tokenizer). Call it before load_dataset: the layout and tokenizer decide the vocabulary.
 void apply_prompt_settings(const CheckpointReader& reader, DataConfig& data);
+
+// Error(Checkpoint) naming both when the checkpoint's item-index fingerprint is not the dataset's; a
+// converted checkpoint (attribute converted_from, no fingerprint) is accepted with a warning.
+void check_index_fingerprint(const CheckpointReader& reader, const Dataset& ds, const std::string& role);
 
 // Loads the model of `reader` onto `device` in eval mode after checking that its item-index
 // fingerprint and vocabulary size match the dataset's (Error(Checkpoint) naming both otherwise).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes (idempotently) the Python venv that the LC-Rec fixture tools run in, and prints its path:
 #   tools/make_lcrec_fixture.py   regenerates tests/data/lcrec/
+#   tools/make_lcrec_search_fixture.py  adds its search fixture (data/, target/, draft/, expected_search.json)
 #   tools/merge_lcrec_lora.py     merges an adapter the way the LC-Rec reference loads it
 #   tools/check_hf_export.py      checks an HF export directory against tests/data/lcrec/
 #

@@ -10,6 +10,14 @@ Run by a developer when the fixture must change (not by CI; the output is commit
     "$venv/bin/python" tools/make_lcrec_fixture.py [--out tests/data/lcrec]
     "$venv/bin/python" tools/check_hf_export.py tests/data/lcrec/merged_lora_only \\
         --fixture tests/data/lcrec --expected-key lora_only_logits        # self-check, exit 0
+    "$venv/bin/python" tools/make_lcrec_search_fixture.py [--out tests/data/lcrec]
+
+The last step (a second script, reading this one's outputs and leaving them untouched) adds the
+search fixture: data/ (a 40-user dataset in atspeed's sequential_*.txt layout with the index as
+data/lcrec.LCRec-fixture.json), target/ (base + adapter_full merged, float32, HF directory with the
+tokenizer), draft/ (a smaller random LLaMA on the same tokenizer) and expected_search.json (the
+target's constrained beam search, K = 1, 5, 20, from transformers' float32 logits); its docstring
+describes them. Rerun it whenever this script's outputs change.
 
 Everything is deterministic (fixed seeds, SentencePiece trained with num_threads=1, its model
 written through model_writer so no temp path lands in it, PYTHONHASHSEED fixed; a second run

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,6 +27,10 @@
 #include "core/vocab/tokenizer.h"
 #include "data/lcrec.h"
 #include "data/samples.h"
+#include "core/decode/tree_scorer.h"
+#include "data/data_config.h"
+#include "data/dataset.h"
+#include "tests/integration/serve_process.h"
 #include "tests/test_util.h"
 
 namespace atspeed {
@@ -299,6 +304,134 @@ TEST(LcrecConvertTest, ExportWritesShardsIndexAndTokenizerThatReimportIdenticall
   }
   model::LlamaModel m = model::load_model(y);
   EXPECT_LE(max_diff(causal_logits(m, expected().at("input_ids")), expected().at("full_logits")), 1e-4);
+}
+
+// ---- every command on a converted LC-Rec target and draft (tests/data/lcrec/{target,draft,data}) ----
+
+// expected_search.json (tools/make_lcrec_search_fixture.py): "searches", each a test user's history
+// and prompt ids, K, and the beams of a cache-free trie beam search over transformers' fp32 logits
+// (full-vocabulary log-softmax, no length normalisation).
+const std::vector<json>& expected_searches() {
+  static const std::vector<json> searches =
+      json::parse(read_text_file(fixture("expected_search.json")))["searches"].get<std::vector<json>>();
+  return searches;
+}
+
+// A converted target and draft, once per process.
+struct ConvertedPair {
+  TempDir dir;
+  std::string target = dir.str("target.h5"), draft = dir.str("draft.h5");
+  ConvertedPair() {
+    model::HfImportOptions t;
+    t.from = fixture("target");
+    model::import_hf_checkpoint(t, target);
+    model::HfImportOptions d = t;
+    d.from = fixture("draft");
+    d.kind = "draft";
+    model::import_hf_checkpoint(d, draft);
+  }
+};
+const ConvertedPair& converted() {
+  static const ConvertedPair* pair = new ConvertedPair();
+  return *pair;
+}
+
+// Tuples identical; scores to 1e-4 (SPEC §9.2: the fixture's smallest gap is 5.9e-4, so no flips).
+void expect_beams(const json& got_items, const json& want, const std::string& what) {
+  ASSERT_EQ(got_items.size(), want["beams"].size()) << what;
+  for (size_t i = 0; i < got_items.size(); ++i) {
+    EXPECT_EQ(got_items[i]["codes"], want["beams"][i]["codes"]) << what << " rank " << i + 1;
+    EXPECT_NEAR(got_items[i]["score"].get<double>(), want["beams"][i]["score"].get<double>(), 1e-4) << what << " rank " << i + 1;
+  }
+}
+
+TEST(LcrecEndToEndTest, EvalSearchEqualsTransformersTrieSearch) {
+  CheckpointReader reader(converted().target);
+  DataConfig data;
+  data.dir = fixture("data");
+  data.prompt_format = "lcrec";
+  data.checkpoint_tokenizer = std::make_shared<const TextTokenizer>(*model::read_tokenizer(reader));
+  const Dataset ds = load_dataset(data);
+  const PromptFormat format(ds.catalog, data.layout());
+  const auto samples = make_test_samples(ds, data.history_len);
+  model::LlamaModel m = model::load_model(reader);
+  decode::LlamaTreeScorer scorer(m);
+  const PrefixTrie trie(*ds.catalog);
+  int checked = 0;
+  for (int64_t k : {1, 5, 20}) {
+    std::vector<const json*> want;
+    std::vector<std::vector<int64_t>> prompts;
+    for (const json& e : expected_searches()) {
+      if (e["k"] != k) continue;
+      const Sample& s = samples.at(static_cast<size_t>(std::find_if(samples.begin(), samples.end(), [&](const Sample& x) {
+                                                          return x.user == e["user"].get<int64_t>();
+                                                        }) - samples.begin()));
+      EXPECT_EQ(s.history, e["history"].get<std::vector<int64_t>>()) << "user " << e["user"];
+      prompts.push_back(format.prompt(s.history));
+      EXPECT_EQ(prompts.back(), e["prompt_ids"].get<std::vector<int64_t>>()) << "user " << e["user"];
+      want.push_back(&e);
+    }
+    decode::SearchOptions opts;
+    opts.beam_width = k;
+    decode::TargetBeamSearch search(scorer, trie, opts);
+    const auto results = search.run(prompts);
+    for (size_t i = 0; i < results.size(); ++i) {
+      json got = json::array();
+      for (const auto& b : results[i].beams) {
+        std::vector<int64_t> codes;
+        for (int64_t t : b.tokens) codes.push_back(ds.catalog->vocab().code_of(t));
+        got.push_back({{"codes", codes}, {"score", b.score}});
+      }
+      expect_beams(got, *want[i], "eval user " + (*want[i])["user"].dump() + " K " + std::to_string(k));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, static_cast<int>(expected_searches().size()));
+  EXPECT_GE(checked, 80);
+}
+
+TEST(LcrecEndToEndTest, ServeAnswersEqualTransformersTrieSearchAndStrictEqualsTarget) {
+  TempDir dir;
+  const std::string args = "serve.target=" + converted().target + " serve.draft=" + converted().draft +
+                           " serve.port=0 data.dir=" + fixture("data") + " decode.device=cpu run.threads=1" +
+                           " serve.default_mode=strict serve.max_k=20";
+  test::ServerProcess server("", args, dir.str("serve.log"), 60, 60);
+  ASSERT_GT(server.port(), 0) << test::read_file(dir.str("serve.log"));
+  int checked = 0;
+  for (const json& e : expected_searches()) {
+    json history = json::array();
+    for (const auto& item : e["history"]) history.push_back(item.get<int64_t>() + 1);  // the API's ids are 1-based
+    for (const char* mode : {"target", "strict"}) {
+      const test::Reply r = test::post(server, json{{"history", history}, {"k", e["k"]}, {"mode", mode}}.dump());
+      ASSERT_EQ(r.status, 200) << r.body.dump();
+      expect_beams(r.body["items"], e, std::string(mode) + " user " + e["user"].dump() + " K " + e["k"].dump());
+      // The item ids are those of the codes (1-based).
+      for (size_t i = 0; i < r.body["items"].size(); ++i) {
+        std::vector<int64_t> ids;
+        for (const auto& id : e["beams"][i]["items"]) ids.push_back(id.get<int64_t>() + 1);
+        EXPECT_EQ(r.body["items"][i]["item_ids"].get<std::vector<int64_t>>(), ids);
+      }
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, static_cast<int>(expected_searches().size()));
+}
+
+TEST(LcrecEndToEndTest, BenchDecodeStrictIsIdenticalToTargetBeamSearch) {
+  TempDir dir;
+  const auto r = run_atspeed("bench decode --target '" + converted().target + "' --draft '" + converted().draft +
+                             "' data.dir=" + fixture("data") + " run.out_dir=" + dir.str("out") +
+                             " --plot none --users 0 --batch-sizes 1 8 --ks 1 5 20 --methods target strict");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json j = json::parse(read_text_file(dir.str("out") + "/bench_decode.json"));
+  int strict_rows = 0;
+  for (const auto& row : j["results"]) {
+    if (row["kind"] != "strict") continue;
+    EXPECT_EQ(row["identical_fraction"].get<double>(), 1.0) << row.dump();
+    EXPECT_EQ(row["requests"], 36) << row.dump();
+    ++strict_rows;
+  }
+  EXPECT_EQ(strict_rows, 6) << r.output;  // K 1, 5, 20 x batch 1, 8
 }
 
 }  // namespace
