@@ -39,9 +39,6 @@ void DataConfig::validate() const {
   const PromptLayout l = layout();  // checks prompt_format and its sep_token
   config_ensure(train_samples == "all_prefixes" || train_samples == "last" || train_samples == "one_pass",
                 "data.train_samples", "must be all_prefixes, last or one_pass (got '" + train_samples + "')");
-  config_ensure(train_samples != "one_pass" || l.is_stream(), "data.train_samples",
-                "one_pass needs data.prompt_format=stream (in resp, RESP sits between a history and its response, "
-                "so each prefix needs its own row)");
   // lcrec without data.tokenizer is fine here: a checkpoint may carry the tokenizer (make_vocabulary).
   config_ensure(tokenizer.empty() || l.is_text(), "data.tokenizer",
                 "is only used with data.prompt_format=lcrec (got prompt_format " + prompt_format + ")");

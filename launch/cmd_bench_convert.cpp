@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "core/config.h"
 #include "core/config_types.h"
@@ -27,6 +28,7 @@
 #include "core/model/hf_checkpoint.h"
 #include "core/model/hf_import.h"
 #include "core/model/model_io.h"
+#include "core/vocab/tokenizer.h"
 #include "launch/commands.h"
 
 namespace fs = std::filesystem;
@@ -38,6 +40,10 @@ struct BenchConvertOptions {
   std::string model = "target_llama7b";
   std::string dtype = "bfloat16";
   int64_t vocab = 0;  // 0 = the preset's vocab_size (LLaMA: 32,000), else e.g. 33,024 for LC-Rec codes
+  std::string tokenizer;   // an HF tokenizer directory written beside the random weights (vocab = its size)
+  std::string eval_data;   // a dataset directory: also run `atspeed eval` on the converted model
+  int64_t eval_users = 3;
+  int64_t eval_k = 5;
   std::string dir = "runs/bench-convert";
   std::string max_shard_size = "5GB";
   bool keep = false;
@@ -112,6 +118,11 @@ void run_bench_convert(const BenchConvertOptions& o) {
   ATSPEED_ENSURE(Usage, o.dtype == "float32" || o.dtype == "bfloat16", "--dtype must be float32 or bfloat16");
   mc.dtype = o.dtype;
   if (o.vocab > 0) mc.vocab_size = o.vocab;
+  std::optional<TokenizerFiles> tok;
+  if (!o.tokenizer.empty()) {
+    tok = TokenizerFiles::read_dir(o.tokenizer);
+    mc.vocab_size = TextTokenizer(*tok).size();
+  }
   ATSPEED_ENSURE(Usage, mc.vocab_size > 0, "--vocab: the preset ", o.model, " has no vocab_size; give one");
   const model::LlamaOptions lo = model::LlamaOptions::from_config(mc);
   const int64_t params = model::parameter_count(lo);
@@ -134,12 +145,20 @@ void run_bench_convert(const BenchConvertOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t max_shard = model::parse_shard_size(o.max_shard_size);
   const int64_t written = write_random_hf(mc, dir / "hf", max_shard);
+  if (tok) tok->write_dir((dir / "hf").string());  // convert embeds it (an LC-Rec-style text model)
   const double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::string h5 = (dir / "model.h5").string();
   // What a process that loads libtorch and does nothing holds, for scale.
   const ChildRun idle = run_self({"--version"});
-  const ChildRun import = run_self({"convert", "--from", (dir / "hf").string(), "--out", h5, "--tokenizer", "none"});
+  const ChildRun import = run_self({"convert", "--from", (dir / "hf").string(), "--out", h5});
   const ChildRun exp = run_self({"convert", "--from", h5, "--to-hf", (dir / "export").string(), "--max-shard-size", o.max_shard_size});
+  fs::remove_all(dir / "export");
+  fs::remove_all(dir / "hf");
+  std::optional<ChildRun> eval;
+  if (!o.eval_data.empty())
+    eval = run_self({"eval", "ckpt=" + h5, "data.dir=" + o.eval_data, "data.name=bench-convert",
+                     "eval.max_users=" + std::to_string(o.eval_users), "eval.ks=[" + std::to_string(o.eval_k) + "]",
+                     "eval.batch_size=1", "decode.dtype=" + o.dtype, "run.out_dir=" + (dir / "eval").string()});
 
   std::cout << fmt::format("\n{:<28} {:>10} {:>14} {:>22}\n", "step", "seconds", "peak RSS", "peak RSS / largest");
   std::cout << fmt::format("{:<28} {:>10.1f} {:>14} {:>22}\n", "write random HF (in-process)", write_s, "-", "-");
@@ -147,16 +166,22 @@ void run_bench_convert(const BenchConvertOptions& o) {
                                 {"convert HF -> HDF5", import}, {"convert HDF5 -> HF", exp}})
     std::cout << fmt::format("{:<28} {:>10.1f} {:>14} {:>22.2f}\n", name, r.seconds, gb(r.peak_rss_bytes),
                              static_cast<double>(r.peak_rss_bytes) / static_cast<double>(largest));
+  if (eval)
+    std::cout << fmt::format("{:<28} {:>10.1f} {:>14} {:>22.2f}   ({:.1f} s per user, K = {}, {} users, process start "
+                             "and model load included)\n",
+                             "eval (" + o.dtype + ")", eval->seconds, gb(eval->peak_rss_bytes),
+                             static_cast<double>(eval->peak_rss_bytes) / static_cast<double>(largest),
+                             eval->seconds / static_cast<double>(o.eval_users), o.eval_k, o.eval_users);
   nlohmann::json out = {{"benchmark", "convert"}, {"model", o.model}, {"dtype", o.dtype}, {"parameters", params},
                         {"model_bytes", written}, {"largest_tensor_bytes", largest}, {"write_random_hf_s", write_s},
                         {"baseline_peak_rss_bytes", idle.peak_rss_bytes},
                         {"import", {{"seconds", import.seconds}, {"peak_rss_bytes", import.peak_rss_bytes}}},
                         {"export", {{"seconds", exp.seconds}, {"peak_rss_bytes", exp.peak_rss_bytes}}}};
-  if (!o.keep) {
-    fs::remove_all(dir / "hf");
-    fs::remove_all(dir / "export");
-    fs::remove(h5);
-  }
+  if (eval)
+    out["eval"] = {{"seconds", eval->seconds}, {"peak_rss_bytes", eval->peak_rss_bytes}, {"users", o.eval_users},
+                   {"k", o.eval_k}, {"seconds_per_user", eval->seconds / static_cast<double>(o.eval_users)},
+                   {"eval_json", (dir / "eval" / "eval.json").string()}};
+  if (!o.keep) fs::remove(h5);
   const std::string path = o.json.empty() ? (fs::path(run.out_dir) / "bench_convert.json").string() : o.json;
   write_text_file_atomic(path, out.dump(2) + "\n");
   std::cout << "wrote " << path << (o.keep ? "" : " (the checkpoints were removed; --keep keeps them)") << "\n";
@@ -171,7 +196,12 @@ const RegisterCommand register_bench_convert([](CLI::App& app) {
   cmd->add_option("--vocab", o->vocab, "vocabulary size (0 = the preset's)")->capture_default_str();
   cmd->add_option("--dir", o->dir, "working directory (needs about 3x the model's size free)")->capture_default_str();
   cmd->add_option("--max-shard-size", o->max_shard_size, "safetensors shard size")->capture_default_str();
-  cmd->add_flag("--keep", o->keep, "keep the random HF checkpoint, the HDF5 file and the export");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "HF tokenizer directory to put beside the random weights (vocab = its size; an LC-Rec text model)");
+  cmd->add_option("--eval-data", o->eval_data, "dataset directory: also time `atspeed eval` on the converted model");
+  cmd->add_option("--eval-users", o->eval_users, "users for --eval-data")->capture_default_str();
+  cmd->add_option("--eval-k", o->eval_k, "beam width for --eval-data")->capture_default_str();
+  cmd->add_flag("--keep", o->keep, "keep the HDF5 file (the random HF checkpoint and the export are always removed)");
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_convert.json)");
   cmd->add_option("overrides", o->overrides, "config overrides (run.out_dir=...)");
   cmd->callback([o]() { run_bench_convert(*o); });

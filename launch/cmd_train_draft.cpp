@@ -5,6 +5,7 @@
 // when that is empty, is computed online from align.target inside the loop.
 // Multi-process: `mpirun -np N atspeed train-draft ...` (data parallel, gradient all-reduce).
 // SIGTERM/SIGINT: last.h5 is written and the exit code is 128 + signal; train.resume=true continues.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
@@ -44,7 +45,27 @@ void run_train_draft(const TrainDraftOptions& o) {
   if (!has_train) overrides.push_back("train=draft");
   if (!has_model) overrides.push_back("model=draft_small");
   overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
-  const Config config = load_config(overrides);
+  Config config = load_config(overrides);
+  // A draft fine-tuned from align.init (e.g. a converted LLaMA-68M) has that checkpoint's shape:
+  // its model section replaces the preset's unless model= was given explicitly.
+  if (const auto init = read_section<AlignConfig>(config, "align").init; !init.empty() && !has_model) {
+    const ModelConfig mc = model::model_config_from_checkpoint(CheckpointReader(init));
+    for (std::string line : {fmt::format("model.name={}", mc.name), fmt::format("model.vocab_size={}", mc.vocab_size),
+                             fmt::format("model.hidden_size={}", mc.hidden_size),
+                             fmt::format("model.intermediate_size={}", mc.intermediate_size),
+                             fmt::format("model.num_hidden_layers={}", mc.num_hidden_layers),
+                             fmt::format("model.num_attention_heads={}", mc.num_attention_heads),
+                             fmt::format("model.num_key_value_heads={}", mc.num_key_value_heads),
+                             fmt::format("model.max_position_embeddings={}", mc.max_position_embeddings),
+                             fmt::format("model.rope_theta={}", mc.rope_theta),
+                             fmt::format("model.rms_norm_eps={}", mc.rms_norm_eps),
+                             fmt::format("model.tie_word_embeddings={}", mc.tie_word_embeddings),
+                             fmt::format("model.dtype={}", mc.dtype)})
+      overrides.push_back(line);
+    spdlog::info("train-draft: the model shape of align.init {} ({} layers, hidden {})", init, mc.num_hidden_layers,
+                 mc.hidden_size);
+    config = load_config(overrides);
+  }
   const auto dist = read_section<DistConfig>(config, "dist");
   const auto log = read_section<LogConfig>(config, "log");
   const auto train_config = read_section<TrainConfig>(config, "train");

@@ -17,12 +17,18 @@ void TeacherConfig::read(ConfigSection& s) {
       .get("repack", repack);
 }
 
+int64_t TeacherConfig::stored_top_k(int64_t vocab_size) const {
+  if (top_k < 0) return 0;
+  if (top_k > 0) return top_k;
+  return vocab_size > 2048 ? 512 : 0;
+}
+
 void TeacherConfig::validate() const {
   config_ensure(!target.empty() || repack, "teacher.target", "the target checkpoint is required (teacher.target=path/best.h5)");
   config_ensure(beams >= 1, "teacher.beams", "must be >= 1");
   config_ensure(max_valid >= 0, "teacher.max_valid", "must be >= 0");
   config_ensure(dtype == "float32" || dtype == "float16", "teacher.dtype", "must be float32 or float16");
-  config_ensure(top_k >= 0, "teacher.top_k", "must be >= 0 (0 = full logits)");
+  config_ensure(top_k >= -1, "teacher.top_k", "must be > 0 (top-k logits), 0 (auto) or -1 (full logits)");
   config_ensure(chunk_size >= 1, "teacher.chunk_size", "must be >= 1");
   config_ensure(deflate >= 0 && deflate <= 9, "teacher.deflate", "must be in 0..9");
   config_ensure(batch_size >= 1, "teacher.batch_size", "must be >= 1");

@@ -16,7 +16,9 @@ struct TeacherConfig {
   int64_t beams = 20;            // K of the trie-constrained top-K search (SPEC §4.2)
   int64_t max_valid = 2000;      // first N valid samples (SPEC §4.2; 0 = all)
   std::string dtype = "float32"; // logits storage: float32 | float16
-  int64_t top_k = 0;             // > 0: store only the top-k logits per slot (values + indices)
+  // Logits kept per slot: > 0 the top-k (values + indices); 0 = auto: all V up to V = 2,048 and
+  // the top 512 above (a LLaMA vocabulary of 33k would take ~14 MB per sample at K = 20); -1 = all V always.
+  int64_t top_k = 0;
   int64_t chunk_size = 256;      // samples per part file (the resume granularity)
   int64_t deflate = 4;           // 0-9
   int64_t batch_size = 16;       // prompts per beam-search / slot forward
@@ -26,6 +28,8 @@ struct TeacherConfig {
 
   void read(ConfigSection& s);
   void validate() const;
+  // The top-k the files store for vocabulary size V (0 = full logits), resolving auto.
+  int64_t stored_top_k(int64_t vocab_size) const;
 };
 
 struct AlignConfig {

@@ -33,7 +33,7 @@ TeacherJob::TeacherJob(std::vector<TeacherSplit> splits, const TeacherConfig& tc
     m.beams = tc.beams;
     m.slots = slots;
     m.vocab_size = vocab_size;
-    m.top_k = tc.top_k;
+    m.top_k = tc.stored_top_k(vocab_size);
     m.history_len = history_len;
     m.sep_token = layout.sep_token ? 1 : 0;
     m.prompt_format = layout.format_name();

@@ -19,6 +19,7 @@
 #include "core/io/checkpoint.h"
 #include "core/model/llama.h"
 #include "core/model/model_io.h"
+#include "core/vocab/tokenizer.h"
 #include "core/progress.h"
 #include "data/batch.h"
 #include "data/data_config.h"
@@ -164,9 +165,13 @@ struct Trainer::Impl {
     }
 
     format = std::make_unique<PromptFormat>(ds.catalog, data.layout());
+    const TrainSamples mode = samples.value_or(parse_train_samples(data.train_samples));
+    config_ensure(mode != TrainSamples::OnePass || data.layout().is_stream(), "data.train_samples",
+                  "one_pass needs data.prompt_format=stream (in resp and lcrec, text or RESP sits between a history "
+                  "and its response, so each prefix needs its own row)");
     objective = token_ce_objective(*format);
     train_samples =
-        make_train_samples(ds, samples.value_or(parse_train_samples(data.train_samples)), data.history_len);
+        make_train_samples(ds, mode, data.history_len);
     valid_samples = make_valid_samples(ds, data.history_len);
     if (train.max_valid_samples > 0 && static_cast<int64_t>(valid_samples.size()) > train.max_valid_samples)
       valid_samples.resize(static_cast<size_t>(train.max_valid_samples));
@@ -263,11 +268,17 @@ struct Trainer::Impl {
     w.set_string_attribute(g, "metric", metric.name);
   }
 
+  // A model on a text vocabulary carries its tokenizer, like a converted checkpoint.
+  void write_tokenizer_if_text(CheckpointWriter& w) const {
+    if (const TextTokenizer* tok = ds.catalog->vocab().tokenizer()) model::write_tokenizer(w, tok->files());
+  }
+
   // Rank 0 writes; the other ranks hold identical state.
   void save_last() {
     if (comm.rank() == 0) {
       CheckpointWriter w(last_path, attributes());
       model::write_parameters(w, *model);
+      write_tokenizer_if_text(w);
       write_optimizer_state(w, *optimizer, *model);
       write_state(w);
       w.commit();
@@ -278,6 +289,7 @@ struct Trainer::Impl {
     if (comm.rank() == 0) {
       CheckpointWriter w(best_path, attributes());
       model::write_parameters(w, *model);
+      write_tokenizer_if_text(w);
       write_state(w);
       w.commit();
     }

@@ -176,14 +176,25 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t rep) {
   return x.unsqueeze(2).expand({b, kv, rep, t, d}).reshape({b, kv * rep, t, d});
 }
 
-torch::nn::Linear linear(int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); }
+// Modules are built in float32 (torch's own init draws, so the random stream is the same for every
+// dtype) and converted to the model's dtype right away: a bf16 7B model then never holds more than
+// one float32 tensor at a time, instead of 26 GB of float32 parameters.
+void to_dtype(at::Tensor& weight, at::ScalarType dtype) {
+  if (weight.scalar_type() != dtype) weight.set_data(weight.detach().to(dtype));
+}
+
+torch::nn::Linear linear(int64_t in, int64_t out, at::ScalarType dtype) {
+  torch::nn::Linear l(torch::nn::LinearOptions(in, out).bias(false));
+  to_dtype(l->weight, dtype);
+  return l;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Modules
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, at::ScalarType dtype) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, at::TensorOptions().dtype(dtype)));
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
@@ -197,10 +208,10 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaOptions& o)
     : num_heads(o.num_attention_heads / o.tp_size), num_kv_heads(o.num_key_value_heads / o.tp_size),
       head_dim(o.head_dim()) {
-  q_proj = register_module("q_proj", linear(o.hidden_size, num_heads * head_dim));
-  k_proj = register_module("k_proj", linear(o.hidden_size, num_kv_heads * head_dim));
-  v_proj = register_module("v_proj", linear(o.hidden_size, num_kv_heads * head_dim));
-  o_proj = register_module("o_proj", linear(num_heads * head_dim, o.hidden_size));
+  q_proj = register_module("q_proj", linear(o.hidden_size, num_heads * head_dim, o.param_dtype));
+  k_proj = register_module("k_proj", linear(o.hidden_size, num_kv_heads * head_dim, o.param_dtype));
+  v_proj = register_module("v_proj", linear(o.hidden_size, num_kv_heads * head_dim, o.param_dtype));
+  o_proj = register_module("o_proj", linear(num_heads * head_dim, o.hidden_size, o.param_dtype));
 }
 
 at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -235,9 +246,9 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& co
 
 LlamaMLPImpl::LlamaMLPImpl(const LlamaOptions& o) {
   const int64_t intermediate = o.intermediate_size / o.tp_size;  // this rank's share
-  gate_proj = register_module("gate_proj", linear(o.hidden_size, intermediate));
-  up_proj = register_module("up_proj", linear(o.hidden_size, intermediate));
-  down_proj = register_module("down_proj", linear(intermediate, o.hidden_size));
+  gate_proj = register_module("gate_proj", linear(o.hidden_size, intermediate, o.param_dtype));
+  up_proj = register_module("up_proj", linear(o.hidden_size, intermediate, o.param_dtype));
+  down_proj = register_module("down_proj", linear(intermediate, o.hidden_size, o.param_dtype));
 }
 
 at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
@@ -247,8 +258,8 @@ at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaOptions& o) {
   self_attn = register_module("self_attn", LlamaAttention(o));
   mlp = register_module("mlp", LlamaMLP(o));
-  input_layernorm = register_module("input_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps));
+  input_layernorm = register_module("input_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps, o.param_dtype));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps, o.param_dtype));
 }
 
 at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -264,25 +275,30 @@ at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor&
 
 LlamaBackboneImpl::LlamaBackboneImpl(const LlamaOptions& o) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(o.vocab_size, o.hidden_size));
+  to_dtype(embed_tokens->weight, o.param_dtype);
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(o));
-  norm = register_module("norm", RMSNorm(o.hidden_size, o.rms_norm_eps));
+  norm = register_module("norm", RMSNorm(o.hidden_size, o.rms_norm_eps, o.param_dtype));
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaOptions& o) : options_(o) {
   options_.validate();
   model = register_module("model", LlamaBackbone(options_));
   if (!options_.tie_word_embeddings) {
-    lm_head = register_module("lm_head", linear(options_.hidden_size, options_.vocab_size));
+    lm_head = register_module("lm_head", linear(options_.hidden_size, options_.vocab_size, options_.param_dtype));
   }
   // HF init: normal(0, 0.02) for linear and embedding weights; RMSNorm weights stay ones.
+  // Drawn in float32 whatever the dtype (the same values as a float32 model, rounded).
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
     if (p.key().find("layernorm") == std::string::npos && p.key().find("norm.weight") == std::string::npos) {
-      p.value().normal_(0.0, 0.02);
+      if (p.value().scalar_type() == at::kFloat) {
+        p.value().normal_(0.0, 0.02);
+      } else {
+        p.value().copy_(at::empty(p.value().sizes(), at::kFloat).normal_(0.0, 0.02));
+      }
     }
   }
-  if (options_.param_dtype != at::kFloat) to(options_.param_dtype);
 }
 
 void LlamaModelImpl::set_tensor_parallel(Communicator* group) {

@@ -102,7 +102,7 @@ struct KvCache {
 
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  RMSNormImpl(int64_t dim, double eps, at::ScalarType dtype = at::kFloat);
   at::Tensor forward(const at::Tensor& x);  // x: [..., dim] -> same shape and dtype
   at::Tensor weight;                        // [dim], model dtype, initialised to ones
   double eps;

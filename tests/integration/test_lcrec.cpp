@@ -30,6 +30,8 @@
 #include "core/decode/tree_scorer.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
+#include "data/teacher.h"
+#include "train/draft_config.h"
 #include "tests/integration/serve_process.h"
 #include "tests/test_util.h"
 
@@ -224,6 +226,22 @@ at::Tensor causal_logits(model::LlamaModel& m, const at::Tensor& ids) {
 double max_diff(const at::Tensor& a, const at::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+TEST(LcrecConvertTest, StreamedParameterListIsTheModelsOwn) {
+  // The streaming import and export write llama_parameter_shapes(); it must be the model's list.
+  for (bool tied : {false, true}) {
+    ModelConfig c = model::model_config_from_hf_json(fixture("base/config.json"));
+    c.tie_word_embeddings = tied;
+    model::LlamaModel m(model::LlamaOptions::from_config(c));
+    const auto shapes = model::llama_parameter_shapes(c);
+    const auto params = m->named_parameters();
+    ASSERT_EQ(shapes.size(), params.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      EXPECT_EQ(shapes[i].first, params[i].key());
+      EXPECT_EQ(shapes[i].second, params[i].value().sizes().vec()) << shapes[i].first;
+    }
+  }
 }
 
 TEST(LcrecConvertTest, LoraMergeMatchesPeft) {
@@ -432,6 +450,53 @@ TEST(LcrecEndToEndTest, BenchDecodeStrictIsIdenticalToTargetBeamSearch) {
     ++strict_rows;
   }
   EXPECT_EQ(strict_rows, 6) << r.output;  // K 1, 5, 20 x batch 1, 8
+}
+
+TEST(LcrecEndToEndTest, TeacherAndTrainDraftFromTheConvertedDraftThenStrictStaysIdentical) {
+  TempDir dir;
+  const std::string data = "data.dir=" + fixture("data") + " run.threads=1";
+  // Teacher files from the converted target: the text layout and V = 1,461 (full logits below 2,048).
+  auto r = run_atspeed("teacher teacher.target=" + converted().target + " " + data + " teacher.beams=5 teacher.max_valid=8" +
+                       " teacher.chunk_size=16 teacher.out=" + dir.str("teacher") + " run.out_dir=" + dir.str("t"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const TeacherReader teacher(dir.str("teacher"), "train");
+  EXPECT_EQ(teacher.meta().prompt_format, "lcrec");
+  EXPECT_EQ(teacher.meta().vocab_size, fixture_tokenizer()->size());
+  EXPECT_EQ(teacher.meta().top_k, 0);
+  // A few alignment steps from the converted draft (its shape comes from align.init); the tokenizer
+  // comes from the target, and the draft's checkpoint carries it.
+  r = run_atspeed("train-draft " + data + " data.prompt_format=lcrec align.objective=atspeed_r align.teacher=" +
+                  dir.str("teacher") + " align.target=" + converted().target + " align.init=" + converted().draft +
+                  " train.global_batch=8 train.micro_batch=8 train.max_steps=3 train.warmup_steps=1" +
+                  " train.max_valid_samples=8 train.eval_batch=8 run.out_dir=" + dir.str("d"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  CheckpointReader trained(dir.str("d/last.h5"), "draft");
+  ASSERT_TRUE(model::read_tokenizer(trained).has_value());
+  EXPECT_EQ(model::model_config_from_checkpoint(trained).hidden_size, 16);
+  // The trained draft decodes strictly identically to target beam search.
+  r = run_atspeed("bench decode --target '" + converted().target + "' --draft '" + dir.str("d/last.h5") + "' " + data +
+                  " run.out_dir=" + dir.str("b") + " --plot none --users 0 --batch-sizes 1 --ks 1 5 --methods target strict");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json j = json::parse(read_text_file(dir.str("b") + "/bench_decode.json"));
+  int strict_rows = 0;
+  for (const auto& row : j["results"]) {
+    if (row["kind"] != "strict") continue;
+    EXPECT_EQ(row["identical_fraction"].get<double>(), 1.0) << row.dump();
+    ++strict_rows;
+  }
+  EXPECT_EQ(strict_rows, 2);
+}
+
+TEST(LcrecTeacherTest, LargeVocabulariesStoreTheTopLogitsByDefault) {
+  TeacherConfig tc;
+  EXPECT_EQ(tc.stored_top_k(1029), 0);
+  EXPECT_EQ(tc.stored_top_k(2048), 0);
+  EXPECT_EQ(tc.stored_top_k(33024), 512);
+  tc.top_k = -1;
+  EXPECT_EQ(tc.stored_top_k(33024), 0);
+  tc.top_k = 64;
+  EXPECT_EQ(tc.stored_top_k(33024), 64);
+  EXPECT_EQ(tc.stored_top_k(1029), 64);
 }
 
 }  // namespace

@@ -240,5 +240,39 @@ TEST_F(ServeTpCli, RankAndTpMismatchesAreRefused) {
   EXPECT_NE(r.output.find("does not divide the target's model.num_attention_heads (4)"), std::string::npos) << r.output;
 }
 
+// A converted LC-Rec target (tests/data/lcrec/target: text prompts, its tokenizer inside) served with
+// dist.tp=2 gives the answers of a cache-free trie beam search over transformers' fp32 logits
+// (tests/data/lcrec/expected_search.json), as the tp=1 server does (LcrecEndToEndTest).
+TEST(ServeTpLcrecCli, Tp2AnswersEqualTransformersTrieSearch) {
+  const std::string fixture = std::string(ATSPEED_SOURCE_DIR) + "/tests/data/lcrec";
+  test::TempDir dir;
+  const auto c = test::run_atspeed("convert --from " + fixture + "/target --out " + dir.str("target.h5"));
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  ServerProcess tp2(mpirun(2),
+                    "serve.target=" + dir.str("target.h5") + " serve.port=0 data.dir=" + fixture +
+                        "/data decode.device=cpu run.threads=1 serve.default_mode=target dist.tp=2 serve.max_wait_ms=1",
+                    dir.str("tp2.log"));
+  ASSERT_GT(tp2.port(), 0) << read_file(dir.str("tp2.log"));
+  const json expected = json::parse(read_file(fixture + "/expected_search.json"));
+  int checked = 0, flips = 0;
+  for (const json& e : expected["searches"]) {
+    if (e["user"].get<int>() >= 12) continue;  // 12 users x K 1, 5, 20 keep the run short
+    json history = json::array();
+    for (const auto& item : e["history"]) history.push_back(item.get<int64_t>() + 1);
+    const Reply r = post(tp2, json{{"history", history}, {"k", e["k"]}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body.dump();
+    json want = json::object({{"items", json::array()}});
+    for (const auto& b : e["beams"]) {
+      json ids = json::array();
+      for (const auto& id : b["items"]) ids.push_back(id.get<int64_t>() + 1);  // the API's ids are 1-based
+      want["items"].push_back({{"codes", b["codes"]}, {"score", b["score"]}, {"item_ids", ids}});
+    }
+    flips += expect_same_but_near_ties(r.body, want, "user " + e["user"].dump() + " K " + e["k"].dump());
+    ++checked;
+  }
+  EXPECT_GE(checked, 30);
+  EXPECT_EQ(flips, 0);  // the fixture's smallest gap is 5.9e-4
+}
+
 }  // namespace
 }  // namespace atspeed

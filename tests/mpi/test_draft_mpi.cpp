@@ -12,6 +12,9 @@
 #include "core/config.h"
 #include "core/dist/communicator.h"
 #include "core/errors.h"
+#include "core/io/checkpoint.h"
+#include "core/model/hf_checkpoint.h"
+#include "core/model/model_io.h"
 #include "data/data_config.h"
 #include "data/dataset.h"
 #include "tests/test_models.h"
@@ -40,16 +43,25 @@ struct DraftRun {
   std::vector<at::Tensor> params;
 };
 
+// lcrec: the LC-Rec fixture (tests/data/lcrec: text prompts through its SentencePiece tokenizer,
+// V = 1,461) with its converted target as the online teacher, instead of synthetic data and a
+// random target.
 DraftRun draft_run(const std::string& dir, const std::string& out, const std::string& objective, int64_t micro,
-                   int64_t global, Communicator& comm) {
-  const std::vector<std::string> overrides = {
-      "data=synthetic", "data.dir=" + dir + "/data", "data.synthetic.users=150", "data.synthetic.items=120",
-      "data.history_len=5", "train=draft", "model.hidden_size=16", "model.intermediate_size=32",
+                   int64_t global, Communicator& comm, bool lcrec = false) {
+  const std::string lcrec_dir = std::string(ATSPEED_SOURCE_DIR) + "/tests/data/lcrec";
+  std::vector<std::string> data_overrides = {"data=synthetic", "data.dir=" + dir + "/data", "data.synthetic.users=150",
+                                             "data.synthetic.items=120", "data.history_len=5"};
+  if (lcrec)
+    data_overrides = {"data.dir=" + lcrec_dir + "/data", "data.prompt_format=lcrec",
+                      "data.tokenizer=" + lcrec_dir + "/tokenizer", "data.history_len=20"};
+  std::vector<std::string> overrides = {
+      "train=draft", "model.hidden_size=16", "model.intermediate_size=32",
       "model.num_hidden_layers=2", "model.num_attention_heads=2", "model.num_key_value_heads=1",
       "run.out_dir=" + dir + "/" + out, "train.micro_batch=" + std::to_string(micro),
       "train.global_batch=" + std::to_string(global), "train.warmup_steps=2", "train.max_steps=4",
       "train.max_valid_samples=12", "train.eval_batch=6", "train.checkpoint_every=2", "align.objective=" + objective,
       "align.target=random", "align.beams=4"};
+  overrides.insert(overrides.begin(), data_overrides.begin(), data_overrides.end());
   const Config config = Config::compose(find_config_dir(""), "config", overrides);
   const auto data = read_section<DataConfig>(config, "data");
   Dataset ds;
@@ -60,9 +72,10 @@ DraftRun draft_run(const std::string& dir, const std::string& out, const std::st
   train::Trainer trainer(config, ds, comm, "draft", TrainSamples::Last);
   std::unique_ptr<train::TeacherComputer> online;
   if (objective != "ce")
-    online = std::make_unique<train::TeacherComputer>(test::random_model(ds.catalog->vocab().size(), 9), ds.catalog,
-                                                      align.beams, 8, at::kCPU);
-  train::DraftObjective obj(align, ds.catalog, PromptLayout{}, trainer, std::move(online));
+    online = std::make_unique<train::TeacherComputer>(
+        lcrec ? model::load_hf_model(lcrec_dir + "/target") : test::random_model(ds.catalog->vocab().size(), 9),
+        ds.catalog, align.beams, 8, at::kCPU);
+  train::DraftObjective obj(align, ds.catalog, data.layout(), trainer, std::move(online));
   trainer.set_objective(obj.objective());
   DraftRun r;
   r.result = trainer.run();
@@ -93,6 +106,36 @@ TEST(DraftMpi, DataParallelEqualsSingleProcess) {
       for (size_t i = 0; i < single.params.size(); ++i)
         EXPECT_TRUE(at::allclose(single.params[i], dp.params[i], 1e-4, 1e-5)) << objective << " parameter " << i;
       EXPECT_NEAR(single.result.best_metric, dp.result.best_metric, 1e-5) << objective;
+    }
+    world->barrier();
+  }
+  if (world->rank() == 0) fs::remove_all(dir);
+  world->barrier();
+}
+
+// The same on a converted LC-Rec target and its text prompts (V = 1,461), for CE and one
+// alignment objective.
+TEST(DraftMpi, DataParallelEqualsSingleProcessOnLcrecTextPrompts) {
+  at::set_num_threads(1);
+  auto world = make_communicator("auto");
+  const int n = world->size();
+  const std::string dir = shared_dir(*world);
+  for (const std::string objective : {"ce", "atspeed_r"}) {
+    const int64_t global = 4 * n;
+    const DraftRun dp = draft_run(dir, "dp_" + objective, objective, 2, global, *world, true);
+    ASSERT_EQ(dp.result.steps.size(), 4u);
+    world->barrier();
+    if (world->rank() == 0) {
+      auto local = make_local_communicator();
+      const DraftRun single = draft_run(dir, "single_" + objective, objective, global, global, *local, true);
+      for (size_t i = 0; i < single.result.steps.size(); ++i) {
+        EXPECT_TRUE(std::isfinite(dp.result.steps[i].loss));
+        EXPECT_NEAR(single.result.steps[i].loss, dp.result.steps[i].loss, 1e-5) << objective << " step " << i + 1;
+      }
+      for (size_t i = 0; i < single.params.size(); ++i)
+        EXPECT_TRUE(at::allclose(single.params[i], dp.params[i], 1e-4, 1e-5)) << objective << " parameter " << i;
+      // The draft's checkpoint carries the tokenizer of its text vocabulary.
+      EXPECT_TRUE(model::read_tokenizer(CheckpointReader(dir + "/single_" + objective + "/last.h5")).has_value());
     }
     world->barrier();
   }
