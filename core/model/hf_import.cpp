@@ -294,6 +294,12 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
   attrs.config_yaml = model_config_yaml(mc) + (tok_files ? "data:\n  prompt_format: lcrec\n" : "");
   attrs.strings["converted_from"] = fs::absolute(o.from).lexically_normal().string();
   if (!o.lora.empty()) attrs.strings["lora_adapter"] = fs::absolute(o.lora).lexically_normal().string();
+  // Like --to-hf, the output's directory is created as needed.
+  if (const fs::path parent = fs::path(out).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    ATSPEED_ENSURE(Checkpoint, !ec, out, ": cannot create directory ", parent.string(), ": ", ec.message());
+  }
   CheckpointWriter writer(out, attrs);
 
   HfSource source(files);
