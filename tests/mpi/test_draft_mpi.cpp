@@ -132,8 +132,14 @@ TEST(DraftMpi, DataParallelEqualsSingleProcessOnLcrecTextPrompts) {
         EXPECT_TRUE(std::isfinite(dp.result.steps[i].loss));
         EXPECT_NEAR(single.result.steps[i].loss, dp.result.steps[i].loss, 1e-5) << objective << " step " << i + 1;
       }
+      // atol 5e-5, not 1e-5: the text prompts touch hundreds of embedding rows a few times each,
+      // and Adam scales their tiny gradients up to full steps, so float summation order across
+      // ranks shows (measured at np 3: 1.25e-5 on weights of magnitude 0.08 after 4 steps).
       for (size_t i = 0; i < single.params.size(); ++i)
-        EXPECT_TRUE(at::allclose(single.params[i], dp.params[i], 1e-4, 1e-5)) << objective << " parameter " << i;
+        EXPECT_TRUE(at::allclose(single.params[i], dp.params[i], 1e-4, 5e-5))
+            << objective << " parameter " << i << ": max abs diff "
+            << (single.params[i] - dp.params[i]).abs().max().item<double>() << " of max abs "
+            << single.params[i].abs().max().item<double>();
       // The draft's checkpoint carries the tokenizer of its text vocabulary.
       EXPECT_TRUE(model::read_tokenizer(CheckpointReader(dir + "/single_" + objective + "/last.h5")).has_value());
     }
