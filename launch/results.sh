@@ -5,6 +5,7 @@
 # every test user. Outputs: runs/<dataset>-{target,draft,eval,bench,invariant}/.
 #   bash launch/results.sh beauty [stage ...]    stages: target draft eval bench self invariant auto
 #                                                train_bench deep deep_draft deep_eval deep_forward deep_bench
+#                                                draft128 draft256 (issue 18: CE drafts of hidden 128 and 256)
 #                                                (default: target draft eval bench invariant)
 # Targets train one-pass (data.train_samples=one_pass), with early stopping on the validation loss:
 # Beauty at most 12 epochs, Games at most 4 (the compute budget; measured times in the README).
@@ -33,6 +34,12 @@ for stage in "${stages[@]}"; do
     draft)
       "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
         run.out_dir="runs/$ds-draft" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+    draft128|draft256)  # issue 18 capacity study: CE drafts of hidden 128 and 256 beside draft_small's 64
+      h="${stage#draft}"
+      "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
+        model.name="draft_h$h" model.hidden_size="$h" model.intermediate_size=$((h * 11 / 4)) \
+        model.num_attention_heads=$((h / 16)) model.num_key_value_heads=$((h / 32)) \
+        run.out_dir="runs/$ds-draft-h$h" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
     train_bench)  # README "Training throughput": per-prefix rows against one-pass rows, side by side
       "$bin" bench train model=target_small data="$ds" run.threads="$threads" run.out_dir="runs/$ds-train-bench" \
         train.global_batch=1024 train.micro_batch=16 --steps 8 --warmup 2 ;;
