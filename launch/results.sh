@@ -25,30 +25,33 @@ if [ -z "${ATSPEED_BIN:-}" ]; then bash launch/build.sh >/dev/null; fi
 . launch/setup.sh
 bin="${ATSPEED_BIN:-${ATSPEED_BUILD_DIR:-build}/bin/atspeed}"
 threads="${ATSPEED_THREADS:-2}"
+# ATSPEED_RESUME=1 (any non-empty value): continue interrupted training stages from their last.h5.
+resume=false
+[ -n "${ATSPEED_RESUME:-}" ] && resume=true
 for stage in "${stages[@]}"; do
   echo "[results] $ds: $stage"
   case "$stage" in
     target)  # resumable: rerun the stage with ATSPEED_RESUME=1 after an interruption
       "$bin" train-target data="$ds" train.epochs="$epochs" run.threads="$threads" run.out_dir="runs/$ds-target" \
-        train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+        train.resume="$resume" ;;
     draft)
       "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
-        run.out_dir="runs/$ds-draft" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+        run.out_dir="runs/$ds-draft" train.resume="$resume" ;;
     draft128|draft256)  # issue 18 capacity study: CE drafts of hidden 128 and 256 beside draft_small's 64
       h="${stage#draft}"
       "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
         model.name="draft_h$h" model.hidden_size="$h" model.intermediate_size=$((h * 11 / 4)) \
         model.num_attention_heads=$((h / 16)) model.num_key_value_heads=$((h / 32)) \
-        run.out_dir="runs/$ds-draft-h$h" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+        run.out_dir="runs/$ds-draft-h$h" train.resume="$resume" ;;
     train_bench)  # README "Training throughput": per-prefix rows against one-pass rows, side by side
       "$bin" bench train model=target_small data="$ds" run.threads="$threads" run.out_dir="runs/$ds-train-bench" \
         train.global_batch=1024 train.micro_batch=16 --steps 8 --warmup 2 ;;
     deep)  # the 24-layer target_deep (README "A deep target")
       "$bin" train-target model=target_deep data="$ds" train.epochs="$deep_epochs" run.threads="$threads" \
-        run.out_dir="runs/$ds-deep" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+        run.out_dir="runs/$ds-deep" train.resume="$resume" ;;
     deep_draft)  # its 1-layer CE draft
       "$bin" train-target model=draft_shallow data="$ds" train.epochs="$deep_epochs" run.threads="$threads" \
-        run.out_dir="runs/$ds-deep-draft" train.resume="${ATSPEED_RESUME:+true}${ATSPEED_RESUME:-false}" ;;
+        run.out_dir="runs/$ds-deep-draft" train.resume="$resume" ;;
     deep_eval)
       "$bin" eval data="$ds" ckpt="runs/$ds-deep/best.h5" run.threads="$threads" run.out_dir="runs/$ds-deep-eval" ;;
     deep_forward)  # forward cost against new tokens: target_deep vs its 1-layer draft_shallow
