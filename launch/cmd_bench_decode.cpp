@@ -281,6 +281,13 @@ Specs method_specs(const BenchDecodeOptions& o, const DecodeConfig& dec, int64_t
       add_spec(specs, {fmt::format("relaxed(N={})", nn), "relaxed", nn, dec.gamma, "sampling"});
     }
   }
+  // Every speedup is against a baseline decoded side by side: add it when --methods left it out
+  // (a relaxed row without target beam sampling used to report 1.00x against itself).
+  for (const std::string base : {"target", "sampling"}) {
+    bool needed = base == "target" && plan != nullptr;
+    for (const auto& s : specs) needed = needed || s.baseline == base;
+    if (needed) add_spec(specs, {base, base, 0, 0, base});
+  }
   if (plan != nullptr) {
     const decode::PlanChoice c = plan->choose(k);
     out.auto_index = specs.size();
