@@ -94,7 +94,7 @@ std::string gb(int64_t bytes) { return fmt::format("{:.2f} GB", static_cast<doub
 // A random HF checkpoint of `mc` in dir, written tensor by tensor. Returns its bytes.
 int64_t write_random_hf(const ModelConfig& mc, const fs::path& dir, int64_t max_shard) {
   fs::create_directories(dir);
-  const at::ScalarType type = mc.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType type = model::LlamaOptions::from_config(mc).param_dtype;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : model::llama_parameter_shapes(mc)) shapes[name] = shape;
   int64_t total = 0;
@@ -126,13 +126,8 @@ void run_bench_convert(const BenchConvertOptions& o) {
   ATSPEED_ENSURE(Usage, mc.vocab_size > 0, "--vocab: the preset ", o.model, " has no vocab_size; give one");
   const model::LlamaOptions lo = model::LlamaOptions::from_config(mc);
   const int64_t params = model::parameter_count(lo);
-  const int64_t bytes = params * (o.dtype == "bfloat16" ? 2 : 4);
-  int64_t largest = 0;
-  for (const auto& [name, shape] : model::llama_parameter_shapes(mc)) {
-    int64_t n = o.dtype == "bfloat16" ? 2 : 4;
-    for (int64_t d : shape) n *= d;
-    largest = std::max(largest, n);
-  }
+  const int64_t bytes = params * static_cast<int64_t>(at::elementSize(lo.param_dtype));
+  const int64_t largest = model::largest_parameter_bytes(mc);
   const fs::path dir(o.dir);
   fs::create_directories(dir);
   // The HF input, the HDF5 output and the export, plus 10% slack.

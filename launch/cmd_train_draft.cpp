@@ -5,10 +5,10 @@
 // when that is empty, is computed online from align.target inside the loop.
 // Multi-process: `mpirun -np N atspeed train-draft ...` (data parallel, gradient all-reduce).
 // SIGTERM/SIGINT: last.h5 is written and the exit code is 128 + signal; train.resume=true continues.
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <sstream>
 
 #include "core/config.h"
 #include "core/config_types.h"
@@ -16,6 +16,7 @@
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
 #include "core/logging.h"
+#include "core/model/hf_checkpoint.h"
 #include "core/model/model_io.h"
 #include "core/vocab/tokenizer.h"
 #include "data/data_config.h"
@@ -50,18 +51,13 @@ void run_train_draft(const TrainDraftOptions& o) {
   // its model section replaces the preset's unless model= was given explicitly.
   if (const auto init = read_section<AlignConfig>(config, "align").init; !init.empty() && !has_model) {
     const ModelConfig mc = model::model_config_from_checkpoint(CheckpointReader(init));
-    for (std::string line : {fmt::format("model.name={}", mc.name), fmt::format("model.vocab_size={}", mc.vocab_size),
-                             fmt::format("model.hidden_size={}", mc.hidden_size),
-                             fmt::format("model.intermediate_size={}", mc.intermediate_size),
-                             fmt::format("model.num_hidden_layers={}", mc.num_hidden_layers),
-                             fmt::format("model.num_attention_heads={}", mc.num_attention_heads),
-                             fmt::format("model.num_key_value_heads={}", mc.num_key_value_heads),
-                             fmt::format("model.max_position_embeddings={}", mc.max_position_embeddings),
-                             fmt::format("model.rope_theta={}", mc.rope_theta),
-                             fmt::format("model.rms_norm_eps={}", mc.rms_norm_eps),
-                             fmt::format("model.tie_word_embeddings={}", mc.tie_word_embeddings),
-                             fmt::format("model.dtype={}", mc.dtype)})
-      overrides.push_back(line);
+    // Every field, as model_config_yaml writes them ("  key: value" under "model:"), as overrides.
+    std::istringstream yaml(model::model_config_yaml(mc));
+    for (std::string line; std::getline(yaml, line);) {
+      const size_t colon = line.find(": ");
+      if (line.rfind("  ", 0) == 0 && colon != std::string::npos)
+        overrides.push_back("model." + line.substr(2, colon - 2) + "=" + line.substr(colon + 2));
+    }
     spdlog::info("train-draft: the model shape of align.init {} ({} layers, hidden {})", init, mc.num_hidden_layers,
                  mc.hidden_size);
     config = load_config(overrides);

@@ -270,7 +270,7 @@ struct Trainer::Impl {
 
   // A model on a text vocabulary carries its tokenizer, like a converted checkpoint.
   void write_tokenizer_if_text(CheckpointWriter& w) const {
-    if (const TextTokenizer* tok = ds.catalog->vocab().tokenizer()) model::write_tokenizer(w, tok->files());
+    if (const TextTokenizer* tok = ds.catalog->vocab().tokenizer()) model::write_tokenizer(w, *tok);
   }
 
   // Rank 0 writes; the other ranks hold identical state.

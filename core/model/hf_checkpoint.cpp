@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "core/errors.h"
 #include "core/io/safetensors.h"
+#include "core/model/hf_import.h"
 
 namespace atspeed::model {
 namespace fs = std::filesystem;
@@ -330,15 +332,11 @@ void save_hf_model(LlamaModelImpl& model, const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   ATSPEED_ENSURE(Checkpoint, !ec, dir, ": cannot create directory: ", ec.message());
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
-  // transformers refuses safetensors files without format metadata.
-  save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  const std::string config_path = (fs::path(dir) / "config.json").string();
-  std::ofstream out(config_path, std::ios::binary | std::ios::trunc);
-  out << hf_json_from_model_config(model.options());
-  out.close();
-  ATSPEED_ENSURE(Checkpoint, out.good(), config_path, ": write failed");
+  std::map<std::string, at::Tensor> params;
+  for (const auto& p : model.named_parameters()) params.emplace(p.key(), p.value().detach());
+  // One model.safetensors (no shard limit) and config.json, as `convert --to-hf` writes them.
+  write_hf_weights(model.options(), dir, std::numeric_limits<int64_t>::max(),
+                   [&](const std::string& name) { return params.at(name); });
 }
 
 }  // namespace atspeed::model

@@ -224,13 +224,23 @@ std::string resolve_tokenizer_dir(const HfImportOptions& o) {
   return TokenizerFiles::dir_has_tokenizer(dir) ? dir : "";
 }
 
-int64_t tensor_bytes(const std::vector<int64_t>& shape, const std::string& dtype) {
-  int64_t n = dtype == "bfloat16" ? 2 : 4;
+// The parameters' dtype as a LlamaModel of this config has it.
+at::ScalarType param_dtype(const ModelConfig& mc) { return LlamaOptions::from_config(mc).param_dtype; }
+
+int64_t tensor_bytes(const std::vector<int64_t>& shape, at::ScalarType dtype) {
+  int64_t n = static_cast<int64_t>(at::elementSize(dtype));
   for (int64_t d : shape) n *= d;
   return n;
 }
 
 }  // namespace
+
+int64_t largest_parameter_bytes(const ModelConfig& config) {
+  int64_t largest = 0;
+  const at::ScalarType dtype = param_dtype(config);
+  for (const auto& [name, shape] : llama_parameter_shapes(config)) largest = std::max(largest, tensor_bytes(shape, dtype));
+  return largest;
+}
 
 HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string& out) {
   o.validate();
@@ -242,11 +252,10 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
 
   // The tokenizer decides the vocabulary size when it is larger (LC-Rec's resize).
   report.tokenizer_dir = resolve_tokenizer_dir(o);
-  std::optional<TokenizerFiles> tok_files;
+  std::shared_ptr<const TextTokenizer> tok;
   int64_t vocab = base_vocab;
   if (!report.tokenizer_dir.empty()) {
-    tok_files = TokenizerFiles::read_dir(report.tokenizer_dir);
-    auto tok = std::make_shared<const TextTokenizer>(*tok_files);
+    tok = TextTokenizer::load_dir(report.tokenizer_dir);
     report.tokenizer = Vocabulary::with_tokenizer(tok).describe();
     ATSPEED_ENSURE(Checkpoint, tok->size() >= base_vocab, report.tokenizer_dir, ": the tokenizer has ", tok->size(),
                    " tokens but ", files.config_json, " says vocab_size ", base_vocab,
@@ -291,7 +300,7 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
   attrs.kind = o.kind;
   // The model section; a text model also records its prompt layout, since the tokenizer inside
   // only makes sense with the LC-Rec text prompt.
-  attrs.config_yaml = model_config_yaml(mc) + (tok_files ? "data:\n  prompt_format: lcrec\n" : "");
+  attrs.config_yaml = model_config_yaml(mc) + (tok ? "data:\n  prompt_format: lcrec\n" : "");
   attrs.strings["converted_from"] = fs::absolute(o.from).lexically_normal().string();
   if (!o.lora.empty()) attrs.strings["lora_adapter"] = fs::absolute(o.lora).lexically_normal().string();
   // Like --to-hf, the output's directory is created as needed.
@@ -303,7 +312,7 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
   CheckpointWriter writer(out, attrs);
 
   HfSource source(files);
-  const at::ScalarType out_type = mc.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType out_type = param_dtype(mc);
   std::set<std::string> used;
   const auto shapes = llama_parameter_shapes(mc);
   torch::NoGradGuard no_grad;
@@ -334,7 +343,6 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
       ++report.lora_merged;
     }
     writer.write(name, t.to(out_type).contiguous());
-    report.largest_tensor_bytes = std::max(report.largest_tensor_bytes, tensor_bytes(shape, mc.dtype));
     ++report.tensors;
   }
   for (const auto& [name, reader] : source.where) {
@@ -343,26 +351,28 @@ HfImportReport import_hf_checkpoint(const HfImportOptions& o, const std::string&
     ATSPEED_THROW(Checkpoint, reader->path(), ": unexpected tensor '", name,
                   "' (not a parameter of a LlamaForCausalLM with this config.json)");
   }
-  if (tok_files) write_tokenizer(writer, *tok_files);
+  if (tok) write_tokenizer(writer, *tok);
   writer.commit();
   report.config = mc;
+  report.largest_tensor_bytes = largest_parameter_bytes(mc);
   return report;
 }
 
 std::vector<std::string> write_hf_weights(const ModelConfig& mc, const std::string& dir, int64_t max_shard_bytes,
                                           const std::function<at::Tensor(const std::string&)>& tensor) {
   // Plan the shards as transformers does: fill a shard until the next tensor would overflow it.
+  const at::ScalarType dtype = param_dtype(mc);
   std::vector<std::vector<SafetensorsEntry>> shards(1);
   int64_t shard_bytes = 0;
   for (const auto& [name, shape] : llama_parameter_shapes(mc)) {
-    const int64_t bytes = tensor_bytes(shape, mc.dtype);
+    const int64_t bytes = tensor_bytes(shape, dtype);
     if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
     SafetensorsEntry e;
     e.name = name;
-    e.dtype = mc.dtype == "bfloat16" ? "BF16" : "F32";
+    e.dtype = dtype == at::kBFloat16 ? "BF16" : "F32";
     e.shape = shape;
     shards.back().push_back(std::move(e));
     shard_bytes += bytes;
@@ -380,7 +390,7 @@ std::vector<std::string> write_hf_weights(const ModelConfig& mc, const std::stri
     for (const SafetensorsEntry& e : shards[i]) {
       w.write(e.name, tensor(e.name));
       weight_map[e.name] = name;
-      total += tensor_bytes(e.shape, mc.dtype);
+      total += tensor_bytes(e.shape, dtype);
     }
     w.commit();
     files.push_back(name);
@@ -399,15 +409,15 @@ HfExportReport export_hf_checkpoint(const std::string& h5_path, const std::strin
   CheckpointReader reader(h5_path);
   ModelConfig mc = model_config_from_checkpoint(reader);
   if (dtype) mc.dtype = *dtype;
-  const at::ScalarType out_type = mc.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType out_type = param_dtype(mc);
   HfExportReport report;
 
   for (const auto& [name, shape] : llama_parameter_shapes(mc)) {
     ATSPEED_ENSURE(Checkpoint, reader.contains(name), h5_path, ": missing tensor '", name, "'");
     ATSPEED_ENSURE(Checkpoint, reader.info(name).shape == shape, h5_path, ": tensor '", name, "' has shape ",
                    at::IntArrayRef(reader.info(name).shape), ", the config implies ", at::IntArrayRef(shape));
-    report.largest_tensor_bytes = std::max(report.largest_tensor_bytes, tensor_bytes(shape, mc.dtype));
   }
+  report.largest_tensor_bytes = largest_parameter_bytes(mc);
   std::error_code ec;
   fs::create_directories(dir, ec);
   ATSPEED_ENSURE(Checkpoint, !ec, dir, ": cannot create directory: ", ec.message());

@@ -81,6 +81,9 @@ std::vector<std::string> write_hf_weights(const ModelConfig& config, const std::
 // Error(Usage) naming --max-shard-size otherwise.
 int64_t parse_shard_size(const std::string& text);
 
+// Bytes of the largest parameter of a LlamaForCausalLM with this config, in its dtype.
+int64_t largest_parameter_bytes(const ModelConfig& config);
+
 // Parameter names and shapes of a LlamaForCausalLM with this config, in our module order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(const ModelConfig& config);
 

@@ -48,14 +48,15 @@ void read_parameters(const CheckpointReader& reader, LlamaModelImpl& model) {
   }
 }
 
-void write_tokenizer(CheckpointWriter& writer, const TokenizerFiles& files) {
+void write_tokenizer(CheckpointWriter& writer, const TextTokenizer& tokenizer) {
+  const TokenizerFiles& files = tokenizer.files();
   auto bytes = [](const std::string& s) {
     return at::from_blob(const_cast<char*>(s.data()), {static_cast<int64_t>(s.size())}, at::kByte).clone();
   };
   writer.write("tokenizer/tokenizer.model", bytes(files.sentencepiece_model));
   for (const auto& [name, text] : files.json_files) writer.write("tokenizer/" + name, bytes(text));
   writer.set_string_attribute("tokenizer", "kind", "sentencepiece");
-  writer.set_string_attribute("tokenizer", "fingerprint", TextTokenizer(files).fingerprint());
+  writer.set_string_attribute("tokenizer", "fingerprint", tokenizer.fingerprint());
 }
 
 std::optional<TokenizerFiles> read_tokenizer(const CheckpointReader& reader) {

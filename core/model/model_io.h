@@ -40,7 +40,7 @@ LlamaModel load_model_shard(const CheckpointReader& reader, int64_t tp_rank, int
 // The tokenizer of a converted LC-Rec checkpoint travels inside it: group "tokenizer" holds one
 // uint8 dataset per file (tokenizer/tokenizer.model, tokenizer/tokenizer_config.json, ...), byte
 // for byte, and the group attributes kind ("sentencepiece") and fingerprint (TextTokenizer's).
-void write_tokenizer(CheckpointWriter& writer, const TokenizerFiles& files);
+void write_tokenizer(CheckpointWriter& writer, const TextTokenizer& tokenizer);
 // nullopt when the checkpoint has none (tokenizer-free); Error(Checkpoint) for a damaged group.
 std::optional<TokenizerFiles> read_tokenizer(const CheckpointReader& reader);
 

@@ -7,7 +7,6 @@
 
 #include "core/errors.h"
 #include "core/fnv1a.h"
-#include "core/vocab/tokenizer.h"
 
 namespace atspeed {
 
@@ -24,8 +23,7 @@ ItemCatalog::ItemCatalog(Vocabulary vocab, std::vector<int32_t> item_codes)
       ATSPEED_ENSURE(Data, c >= 0 && c < vocab_.codebook_size(), "item catalogue: item ", i, " level ", l, " code ", c,
                      " is outside [0, ", vocab_.codebook_size(), ")");
       ATSPEED_ENSURE(Data, vocab_.has_code_token(static_cast<int>(l), c), "item catalogue: item ", i, " uses ",
-                     Vocabulary::code_string(static_cast<int>(l), c), ", which the tokenizer ",
-                     vocab_.tokenizer()->files().origin, " does not have",
+                     Vocabulary::code_string(static_cast<int>(l), c), ", which ", vocab_.code_source(), " does not have",
                      " (the tokenizer must be the one saved after add_tokens of every code of this index)");
     }
 

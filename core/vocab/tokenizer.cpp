@@ -101,8 +101,8 @@ TextTokenizer::TextTokenizer(TokenizerFiles files) : impl_(std::make_unique<Impl
     by_id[id] = AddedToken{id, impl_->sp.IdToPiece(static_cast<int>(id)), false, false, true};
   }
   const auto& jf = files_.json_files;
-  if (jf.count("tokenizer_config.json") && parse_tokenizer_json(files_, "tokenizer_config.json").contains("added_tokens_decoder")) {
-    const json cfg = parse_tokenizer_json(files_, "tokenizer_config.json");
+  const json cfg = jf.count("tokenizer_config.json") ? parse_tokenizer_json(files_, "tokenizer_config.json") : json();
+  if (cfg.is_object() && cfg.contains("added_tokens_decoder")) {
     const json& dec = cfg["added_tokens_decoder"];
     ATSPEED_ENSURE(Config, dec.is_object(), files_.origin, "/tokenizer_config.json: added_tokens_decoder must be an object");
     for (auto it = dec.begin(); it != dec.end(); ++it) {

@@ -73,7 +73,7 @@ int64_t Vocabulary::code_token(int level, int64_t code) const {
   ATSPEED_CHECK(level >= 0 && level < levels_ && code >= 0 && code < codebook_size_, "level ", level, " code ", code);
   if (!code_token_) return kNumSpecial + codebook_size_ * level + code;
   const int64_t id = (*code_token_)[static_cast<size_t>(level * codebook_size_ + code)];
-  ATSPEED_ENSURE(Data, id >= 0, "the tokenizer ", tokenizer_->files().origin, " has no token ", code_string(level, code),
+  ATSPEED_ENSURE(Data, id >= 0, code_source(), " has no token ", code_string(level, code),
                  " (an item's codes use it; was the tokenizer saved after add_tokens of every code of this index?)");
   return id;
 }
@@ -81,6 +81,11 @@ int64_t Vocabulary::code_token(int level, int64_t code) const {
 bool Vocabulary::has_code_token(int level, int64_t code) const {
   if (level < 0 || level >= levels_ || code < 0 || code >= codebook_size_) return false;
   return !code_token_ || (*code_token_)[static_cast<size_t>(level * codebook_size_ + code)] >= 0;
+}
+
+std::string Vocabulary::code_source() const {
+  if (tokenizer_) return "the tokenizer " + tokenizer_->files().origin;
+  return code_token_ ? "a code token table" : "the tokenizer-free vocabulary";
 }
 
 std::string Vocabulary::code_string(int level, int64_t code) {

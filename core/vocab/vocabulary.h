@@ -61,6 +61,9 @@ class Vocabulary {
   int64_t code_token(int level, int64_t code) const;
   // Whether (level, code) has a token (always, tokenizer-free).
   bool has_code_token(int level, int64_t code) const;
+  // Where the code tokens come from, for messages: "the tokenizer <dir>", "a code token table" or
+  // "the tokenizer-free vocabulary".
+  std::string code_source() const;
   bool is_code(int64_t token) const { return level_of(token) >= 0; }
   // Level (0-based) of a code token, or -1 for any other token.
   int level_of(int64_t token) const {

@@ -197,7 +197,7 @@ TEST(LcrecTokenizerTest, TokenizerTravelsInsideTheCheckpoint) {
     CheckpointAttributes attrs;
     attrs.kind = "target";
     CheckpointWriter w(h5, attrs);
-    model::write_tokenizer(w, files);
+    model::write_tokenizer(w, TextTokenizer(files));
     w.commit();
   }
   CheckpointReader reader(h5);
