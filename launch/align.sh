@@ -5,7 +5,8 @@
 # the same command after an interruption and finished runs are skipped, interrupted ones resume
 # from their last checkpoint.
 #   bash launch/align.sh beauty [stage ...]    stages: teacher drafts sweep variants bench table timing
-#                                              (default: all but timing)
+#                                              paper paper_grid (issue 18: the paper's protocol)
+#                                              (default: teacher drafts sweep variants bench table)
 # Inputs: runs/<ds>-target/best.h5 (target) and runs/<ds>-draft/best.h5 (the CE draft every run
 # starts from), both from launch/results.sh. Outputs: runs/<ds>-teacher/, runs/align/<ds>-<obj>-a<alpha>-e<epochs>/.
 # Environment: ATSPEED_ALIGN_EPOCHS (default 1, the README's budget), ATSPEED_ALIGN_SWEEP_EPOCHS (the alpha sweep's smaller
@@ -16,15 +17,23 @@
 # then end in -s<steps>), ATSPEED_ALIGN_TEACHER (offline: the teacher files of the teacher stage,
 # default; online: the target computes the teacher inside the training loop, for datasets whose
 # teacher files would not fit the machine's time or disk), ATSPEED_THREADS (default 2).
+# The paper's protocol (issue 18; stages paper, paper_grid): every draft size of ATSPEED_ALIGN_SIZES
+# (default "64 128 256": the CE drafts runs/<ds>-draft, runs/<ds>-draft-h128, runs/<ds>-draft-h256 of
+# launch/results.sh) trained with each objective of ATSPEED_ALIGN_PAPER_OBJECTIVES (default "ce seqkd
+# atspeed_r atspeed_s_norm") at alpha 0.7, weight decay 0.1, lr 1e-3 cosine with configs/train/draft.yaml's
+# warm-up, 20 epochs with early stopping on the validation loss (patience 5); paper_grid: for the
+# first size, alpha {0.1,0.3,0.5,0.7} x weight decay {0.01,0.1} for atspeed_r and a from-scratch
+# start beside the CE start. Run directories: runs/align/<ds>-h<size>-<obj>[-scratch]-a<alpha>-wd<wd>-e20.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ds="${1:?usage: launch/align.sh beauty|games [stage ...]}"
 shift
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(teacher drafts sweep variants bench table)
-bash launch/build.sh >/dev/null
+# ATSPEED_BIN: run this binary as is (e.g. a copy, so rebuilding during a long chain changes nothing).
+if [ -z "${ATSPEED_BIN:-}" ]; then bash launch/build.sh >/dev/null; fi
 . launch/setup.sh
-bin="${ATSPEED_BUILD_DIR:-build}/bin/atspeed"
+bin="${ATSPEED_BIN:-${ATSPEED_BUILD_DIR:-build}/bin/atspeed}"
 threads="${ATSPEED_THREADS:-2}"
 epochs="${ATSPEED_ALIGN_EPOCHS:-1}"
 sweep_epochs="${ATSPEED_ALIGN_SWEEP_EPOCHS:-1}"
@@ -64,6 +73,38 @@ train_draft() {
   touch "$dir/done"
 }
 
+# One draft of the paper's protocol: size $1, objective $2, alpha $3, weight decay $4, start $5 (ce: the
+# size's CE draft; scratch: random init of the same shape). Skipped when done, resumed when interrupted.
+sizes=(${ATSPEED_ALIGN_SIZES:-64 128 256})
+paper_objectives=(${ATSPEED_ALIGN_PAPER_OBJECTIVES:-ce seqkd atspeed_r atspeed_s_norm})
+train_paper() {
+  local size="$1" obj="$2" alpha="$3" wd="$4" start="$5" init shape=()
+  init="runs/$ds-draft-h$size/best.h5"
+  [ "$size" = 64 ] && init="runs/$ds-draft/best.h5"
+  [ -f "$init" ] || { echo "missing $init: run 'bash launch/results.sh $ds draft${size#64}' first" >&2; exit 2; }
+  local tag=""
+  [ "$start" = scratch ] && tag="-scratch"
+  local dir="runs/align/$ds-h$size-$obj$tag-a$alpha-wd$wd-e20"
+  if [ -f "$dir/done" ]; then echo "[align] $dir: done"; return; fi
+  local resume=false
+  [ -f "$dir/last.h5" ] && resume=true
+  if [ "$start" = scratch ]; then
+    # The CE draft's shape without its weights: model=draft_small with the size's overrides.
+    shape=(model=draft_small align.init= model.name="draft_h$size" model.hidden_size="$size"
+      model.intermediate_size=$((size * 11 / 4)) model.num_attention_heads=$((size / 16))
+      model.num_key_value_heads=$((size / 32)))
+  else
+    shape=(align.init="$init")
+  fi
+  echo "[align] $dir: training (resume=$resume)"
+  local teacher_arg="$teacher/teacher"
+  [ "$teacher_mode" = online ] && teacher_arg=""
+  "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher_arg" \
+    align.target="$target" "${shape[@]}" train.epochs=20 train.lr=1.0e-3 train.weight_decay="$wd" \
+    train.resume="$resume" run.threads="$threads" run.out_dir="$dir"
+  touch "$dir/done"
+}
+
 for stage in "${stages[@]}"; do
   echo "[align] $ds: $stage"
   case "$stage" in
@@ -76,6 +117,13 @@ for stage in "${stages[@]}"; do
     variants)  # AtSpeed-S with the reference script's saturating softmax temperature (SPEC §4.4, §7.16)
       train_draft atspeed_s 0.7 "$sweep_epochs" cs-t0.001 align.constrained_loss=true \
         align.constrained_softmax=true align.temperature=0.001 ;;
+    paper)  # issue 18: sizes x objectives, the paper's protocol
+      for size in "${sizes[@]}"; do for obj in "${paper_objectives[@]}"; do
+        train_paper "$size" "$obj" 0.7 0.1 ce
+      done; done ;;
+    paper_grid)  # issue 18: alpha x weight decay for atspeed_r, and a from-scratch start, on the first size
+      for wd in 0.1 0.01; do for a in 0.7 0.5 0.3 0.1; do train_paper "${sizes[0]}" atspeed_r "$a" "$wd" ce; done; done
+      for obj in ce atspeed_r; do train_paper "${sizes[0]}" "$obj" 0.7 0.1 scratch; done ;;
     timing)  # offline vs online teacher on the same start and objective: seconds per training step
       mkdir -p runs/align-timing
       for mode in offline online; do

@@ -25,6 +25,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "core/config.h"
@@ -34,6 +35,7 @@
 #include "core/decode/decode_config.h"
 #include "core/decode/planner.h"
 #include "core/decode/runner.h"
+#include "core/decode/trace.h"
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
 #include "core/io/checkpoint.h"
@@ -64,6 +66,10 @@ struct BenchDecodeOptions {
   int64_t calib_users = 0;                   // validation users for auto; 0 = decode.auto.calib_users
   int64_t naive_max_k = 20;                  // the naive baseline is slow: skip it above this K
   std::string json, plot;
+  // Projection: a bench forward JSON measured elsewhere and the two presets in it that price this
+  // run's traces (target and draft forwards).
+  std::string project;
+  std::string project_target = "target_llama7b", project_draft = "draft_llama68m";
   std::vector<std::string> overrides;
 
   // Error(Usage) naming the option: empty lists, values out of range, a value listed twice.
@@ -107,6 +113,9 @@ struct Row {
   double latency = 0;  // seconds (batch wall time: requests of a batch finish together)
   double share = 0;    // latency / requests in the batch: the request's share of the total time
   decode::RunOutput out;
+  // The batch's forward traces priced by a cost model (seconds, the whole batch): this machine's
+  // (measured at the start of the run) and the projection's (--project), 0 without one.
+  double model_local_s = 0, model_projected_s = 0;
 };
 
 // A method configuration: its identity is (kind, n, gamma, sample); name is for display only.
@@ -135,7 +144,41 @@ struct BenchSetup {
   std::unique_ptr<Constraint> constraint;
   std::unique_ptr<PromptFormat> format;
   EvalUsers users;
+  decode::CostModel local_cost;                  // this machine's, measured before the runs
+  std::optional<decode::CostModel> projected_cost;  // --project's
 };
+
+// The cost models of presets `target` and `draft` in a bench forward JSON (`atspeed bench forward
+// --json`), for projections. Error(Usage) naming the file and what is missing.
+decode::CostModel read_projection(const std::string& path, const std::string& target, const std::string& draft) {
+  ATSPEED_ENSURE(Usage, fs::exists(path), "--project ", path, ": no such file (a JSON of `atspeed bench forward`)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    ATSPEED_THROW(Usage, "--project ", path, ": not JSON (", e.what(), ")");
+  }
+  ATSPEED_ENSURE(Usage, j.contains("models") && j["models"].is_array(), "--project ", path,
+                 ": no \"models\" list (a JSON of `atspeed bench forward`)");
+  decode::CostModel out;
+  for (const auto& [name, curve] : {std::pair{target, &out.target}, std::pair{draft, &out.draft}}) {
+    bool found = false;
+    std::vector<std::string> have;
+    for (const auto& m : j["models"]) {
+      have.push_back(m.value("model", std::string("?")));
+      if (m.value("model", std::string()) != name) continue;
+      try {
+        *curve = decode::cost_curve_from_json(m.at("cost"));
+      } catch (const nlohmann::json::exception& e) {
+        ATSPEED_THROW(Usage, "--project ", path, ": model ", name, " has no readable cost curve (", e.what(), ")");
+      }
+      found = true;
+    }
+    ATSPEED_ENSURE(Usage, found, "--project ", path, ": no model '", name, "' (it has: ", fmt::format("{}", fmt::join(have, ", ")),
+                   "); choose with --project-target / --project-draft");
+  }
+  return out;
+}
 
 BenchSetup load_bench(const BenchDecodeOptions& o, DataConfig data, const DecodeConfig& dec, const RunConfig& run,
                       bool needs_draft) {
@@ -170,7 +213,7 @@ nlohmann::json measure_cost_model(BenchSetup& b, const BenchDecodeOptions& o) {
   co.ns.push_back(3 * std::max(max_n, max_k));
   std::sort(co.ns.begin(), co.ns.end());
   co.ns.erase(std::unique(co.ns.begin(), co.ns.end()), co.ns.end());
-  decode::CostModel cost;
+  decode::CostModel& cost = b.local_cost;
   cost.target = decode::measure_cost(target_scorer, prompt, co);
   if (draft_ptr) cost.draft = decode::measure_cost(*draft_ptr, prompt, co);
   std::cout << fmt::format("\ncost model (prompt {} tokens, batch 1): forward ms against new tokens n (median [IQR] of {})\n",
@@ -323,6 +366,7 @@ std::vector<std::vector<Row>> run_interleaved(BenchSetup& b, const Specs& specs,
       const size_t si = backward ? spec_list.size() - 1 - step : step;
       const MethodSpec& spec = spec_list[si];
       std::vector<decode::RunOutput> res;
+      double model_local = 0, model_projected = 0;
       if (spec.kind == "naive") {
         const auto t0 = std::chrono::steady_clock::now();
         const auto naive = decode::NaiveBeamSearch(b.target_model, *b.constraint, dec.search_options(k)).run(prompts, seeds);
@@ -340,11 +384,21 @@ std::vector<std::vector<Row>> run_interleaved(BenchSetup& b, const Specs& specs,
         s.sample = spec.kind == "sampling";
         if (spec.n > 0) s.draft_width = spec.n;
         if (spec.gamma > 0) s.gamma = spec.gamma;
-        res = decode::run_batch(*b.target_scorer, b.draft_scorer.get(), *b.constraint, s, prompts, seeds);
+        // Through tracing scorers: the batch's forwards, priced below by the cost models.
+        decode::ForwardTrace target_trace, draft_trace;
+        decode::TracingScorer target(*b.target_scorer, target_trace);
+        std::optional<decode::TracingScorer> draft;
+        if (b.draft_scorer) draft.emplace(*b.draft_scorer, draft_trace);
+        res = decode::run_batch(target, draft ? &*draft : nullptr, *b.constraint, s, prompts, seeds);
+        model_local = target_trace.modelled_s(b.local_cost.target) +
+                      (b.local_cost.has_draft() ? draft_trace.modelled_s(b.local_cost.draft) : 0.0);
+        if (b.projected_cost) {
+          model_projected = target_trace.modelled_s(b.projected_cost->target) + draft_trace.modelled_s(b.projected_cost->draft);
+        }
       }
       for (auto& r : res) {
         const double t = r.seconds;
-        rows[si].push_back({t, t / static_cast<double>(res.size()), std::move(r)});
+        rows[si].push_back({t, t / static_cast<double>(res.size()), std::move(r), model_local, model_projected});
       }
     }
     work += static_cast<int64_t>(end - begin);
@@ -370,6 +424,10 @@ void summarize(const BenchSetup& b, const Specs& specs, const std::vector<std::v
     ATSPEED_CHECK(base.size() == list.size(), "bench decode: ", spec.name, " and its baseline decoded different users");
     std::vector<double> lat;
     double ratio_sum = 0, total = 0, base_total = 0, tf = 0, df = 0, rounds = 0, accepted = 0;
+    // The time split and host traffic, each batch counted once (a request's share is 1 / batch).
+    double target_fwd_s = 0, draft_fwd_s = 0, copies = 0, bytes = 0, forwards = 0;
+    // Projections (totals over the batches, like speedup_total): the traces priced by a cost model.
+    double model_local = 0, base_model_local = 0, model_proj = 0, base_model_proj = 0, base_fwd_s = 0;
     int64_t identical = 0, near_tie = 0, cascade = 0, mismatch = 0;
     metrics::TopKAccumulator acc({k});
     // The exact speculative configurations (and auto, whatever it chose) against target beam search.
@@ -384,6 +442,19 @@ void summarize(const BenchSetup& b, const Specs& specs, const std::vector<std::v
       df += static_cast<double>(r.out.draft_forwards);
       rounds += static_cast<double>(r.out.rounds);
       for (int64_t m : r.out.accepted_levels) accepted += static_cast<double>(m);
+      const double weight = r.latency > 0 ? r.share / r.latency : 0.0;  // 1 / requests in its batch
+      target_fwd_s += weight * r.out.target_forward_seconds;
+      draft_fwd_s += weight * r.out.draft_forward_seconds;
+      copies += weight * static_cast<double>(r.out.to_host.copies);
+      bytes += weight * static_cast<double>(r.out.to_host.bytes);
+      forwards += weight * static_cast<double>(r.out.batch_forwards);
+      const Row& br = base[u];
+      const double base_weight = br.latency > 0 ? br.share / br.latency : 0.0;
+      model_local += weight * r.model_local_s;
+      model_proj += weight * r.model_projected_s;
+      base_model_local += base_weight * br.model_local_s;
+      base_model_proj += base_weight * br.model_projected_s;
+      base_fwd_s += base_weight * (br.out.target_forward_seconds + br.out.draft_forward_seconds);
       acc.add_at(0, ranking_of(*ds.catalog, r.out.beams), users.truth[u]);
       if (!judged) continue;
       const Row& t = rows[*target_i][u];
@@ -420,6 +491,30 @@ void summarize(const BenchSetup& b, const Specs& specs, const std::vector<std::v
                           {"draft_forwards", df / n},
                           {"recall", acc.recall(0)},
                           {"ndcg", acc.ndcg(0)}};
+    if (forwards > 0 && total > 0) {  // not for naive, which decodes outside the scorers
+      row["target_forward_fraction"] = target_fwd_s / total;
+      row["draft_forward_fraction"] = draft_fwd_s / total;
+      row["rest_fraction"] = std::max(0.0, 1.0 - (target_fwd_s + draft_fwd_s) / total);
+      row["rest_ms_per_request"] = std::max(0.0, total - target_fwd_s - draft_fwd_s) / n * 1e3;
+      row["copies_per_forward"] = copies / forwards;
+      row["bytes_per_forward"] = bytes / forwards;
+    }
+    if (base_i && *base_i != si && model_local > 0 && base_model_local > 0) {
+      // Validation where the traces were taken: this machine's cost model against the measured
+      // speedup (ratio of totals). "forwards only" prices the forwards and ignores the host's rest;
+      // "with rest" adds each method's measured rest (what a projection cannot know elsewhere).
+      const double rest = std::max(0.0, total - target_fwd_s - draft_fwd_s);
+      const double base_rest = std::max(0.0, base_total - base_fwd_s);
+      const double measured = base_total / total;
+      const double fwd_only = base_model_local / model_local;
+      const double with_rest = (base_model_local + base_rest) / (model_local + rest);
+      row["projection_local"] = {{"measured_speedup_total", measured},
+                                 {"forwards_only", fwd_only},
+                                 {"forwards_only_error", fwd_only / measured - 1},
+                                 {"with_rest", with_rest},
+                                 {"with_rest_error", with_rest / measured - 1}};
+      if (model_proj > 0 && base_model_proj > 0) row["projected_speedup"] = base_model_proj / model_proj;
+    }
     if (spec.kind == "strict" || spec.kind == "relaxed") {
       row["rounds"] = rounds / n;
       row["accepted_levels_per_round"] = rounds > 0 ? accepted / rounds : 0.0;
@@ -451,6 +546,39 @@ void print_table(const nlohmann::json& results) {
                              r["speedup_total"].get<double>(), accs, r["target_forwards"].get<double>(),
                              r["recall"].get<double>(), r["ndcg"].get<double>(), ident);
   }
+  std::cout << fmt::format("\n{:>3} {:>5} {:<22} {:>8} {:>8} {:>8} {:>12} {:>10} {:>10}\n", "K", "batch", "method",
+                           "tgt fwd", "drf fwd", "rest", "rest ms/req", "copies/fw", "KB/fw");
+  for (const auto& r : results) {
+    if (!r.contains("rest_fraction")) continue;
+    std::cout << fmt::format("{:>3} {:>5} {:<22} {:>7.1f}% {:>7.1f}% {:>7.1f}% {:>12.3f} {:>10.2f} {:>10.2f}\n",
+                             r["k"].get<int64_t>(), r["batch_size"].get<int64_t>(), r["method"].get<std::string>(),
+                             100 * r["target_forward_fraction"].get<double>(), 100 * r["draft_forward_fraction"].get<double>(),
+                             100 * r["rest_fraction"].get<double>(), r["rest_ms_per_request"].get<double>(),
+                             r["copies_per_forward"].get<double>(), r["bytes_per_forward"].get<double>() / 1024);
+  }
+  bool any_projection = false;
+  for (const auto& r : results) any_projection = any_projection || r.contains("projection_local");
+  if (any_projection) {
+    std::cout << fmt::format("\n{:>3} {:>5} {:<22} {:>9} {:>18} {:>18} {:>11}\n", "K", "batch", "method", "measured",
+                             "fwd-only (error)", "+ rest (error)", "projection");
+    for (const auto& r : results) {
+      if (!r.contains("projection_local")) continue;
+      const auto& p = r["projection_local"];
+      std::cout << fmt::format(
+          "{:>3} {:>5} {:<22} {:>8.2f}x {:>18} {:>18} {:>11}\n", r["k"].get<int64_t>(), r["batch_size"].get<int64_t>(),
+          r["method"].get<std::string>(), p["measured_speedup_total"].get<double>(),
+          fmt::format("{:.2f}x ({:+.0f}%)", p["forwards_only"].get<double>(), 100 * p["forwards_only_error"].get<double>()),
+          fmt::format("{:.2f}x ({:+.0f}%)", p["with_rest"].get<double>(), 100 * p["with_rest_error"].get<double>()),
+          r.contains("projected_speedup") ? fmt::format("{:.2f}x", r["projected_speedup"].get<double>()) : "-");
+    }
+    std::cout << "measured: speedup as ratio of total times against the baseline. This machine's cost model priced\n"
+                 "the run's forward traces: fwd-only (what a projection to another machine assumes: no host time),\n"
+                 "+ rest (each method's measured rest added); the error is against measured. projection: the same\n"
+                 "traces priced by --project's cost models (forwards only), a PROJECTION, not a measurement.\n";
+  }
+  std::cout << "time split of decode time: target forwards, draft forwards, and the rest (selection, masks,\n"
+               "bookkeeping on the host); copies/fw and KB/fw: device-to-host copies and kilobytes per model forward\n"
+               "(on a CPU model the bytes the search reads; one copy of each on a GPU).\n";
   std::cout << "speedup: mean of per-request (baseline / method) latency ratios; (total): ratio of total times.\n"
                "Baselines: target beam search for target, naive, strict, auto; target beam sampling for sampling and relaxed.\n"
                "identical: share of requests equal to target beam search / near-tie flips (score gap < 1e-4 at the\n"
@@ -507,6 +635,12 @@ void run_bench_decode(BenchDecodeOptions o) {
                            b.ds.name, b.constraint->name(), b.device.str(), at::get_num_threads());
   torch::NoGradGuard no_grad;
   out["cost_model"] = measure_cost_model(b, o);
+  if (!o.project.empty()) {
+    b.projected_cost = read_projection(o.project, o.project_target, o.project_draft);
+    out["projection"] = {{"file", o.project}, {"target", o.project_target}, {"draft", o.project_draft},
+                         {"target_cost", decode::to_json(b.projected_cost->target)},
+                         {"draft_cost", decode::to_json(b.projected_cost->draft)}};
+  }
   nlohmann::json auto_json = nlohmann::json::array();
   std::map<int64_t, decode::Plan> plans;
   if (run_auto) plans = plan_auto(b, o, dec, data, auto_json);
@@ -544,6 +678,11 @@ const RegisterCommand register_bench_decode([](CLI::App& app) {
   cmd->add_option("--naive-max-k", o->naive_max_k, "skip the (slow) naive baseline above this K")->capture_default_str();
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_decode.json)");
   cmd->add_option("--plot", o->plot, "PNG output (default: beside the JSON; 'none' = no plot)");
+  cmd->add_option("--project", o->project,
+                  "a bench forward JSON measured elsewhere: price this run's forward traces with its cost models and "
+                  "print the projected speedup (a projection, not a measurement)");
+  cmd->add_option("--project-target", o->project_target, "the target preset in --project's JSON")->capture_default_str();
+  cmd->add_option("--project-draft", o->project_draft, "the draft preset in --project's JSON")->capture_default_str();
   cmd->add_option("overrides", o->overrides,
                   "config overrides (data=games decode.gamma=3 run.threads=2 ...); list flags take every following "
                   "word, so put overrides before them or after --");

@@ -59,26 +59,21 @@ void sort_beams(std::vector<Beam>& beams, const Vocabulary& vocab) {
   std::stable_sort(beams.begin(), beams.end(), [&](const Beam& a, const Beam& b) { return beam_before(a, b, vocab); });
 }
 
-std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs_in,
-                               const Constraint& constraint, const SearchOptions& options, std::mt19937_64* rng,
-                               float* boundary_gap) {
+std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const AllowedRows& rows, const Constraint& constraint,
+                               const SearchOptions& options, std::mt19937_64* rng, float* boundary_gap) {
   const int64_t nb = static_cast<int64_t>(beams.size());
   if (nb == 0) return {};
-  ATSPEED_CHECK(log_probs_in.dim() == 2 && log_probs_in.size(0) == nb, "expand_beams: log_probs must be [", nb,
-                ", V], got ", log_probs_in.sizes());
-  const at::Tensor log_probs = log_probs_in.to(at::kCPU, at::kFloat).contiguous();
-  const int64_t vocab = log_probs.size(1);
-  const float* lp = log_probs.data_ptr<float>();
+  ATSPEED_CHECK(static_cast<int64_t>(rows.size()) == nb, "expand_beams: ", rows.size(), " rows for ", nb, " beams");
   const int64_t k = options.beam_width;
   std::vector<Scored> cands;
 
   if (!options.sample) {
     for (int64_t i = 0; i < nb; ++i) {
       const Beam& beam = beams[static_cast<size_t>(i)];
-      for (int64_t t : constraint.allowed(beam.tokens)) {
-        ATSPEED_CHECK(t >= 0 && t < vocab, "expand_beams: allowed token ", t, " outside the scorer's vocabulary ", vocab);
-        const float c = beam.score + lp[i * vocab + t];  // float32 sums, like the reference's tensors
-        if (std::isfinite(c)) cands.push_back({c, i, t});
+      const AllowedRow& row = rows[static_cast<size_t>(i)];
+      for (size_t j = 0; j < row.tokens.size(); ++j) {
+        const float c = beam.score + row.logprobs[j];  // float32 sums, like the reference's tensors
+        if (std::isfinite(c)) cands.push_back({c, i, row.tokens[j]});
       }
     }
     auto less = [&](const Scored& a, const Scored& b) {
@@ -102,7 +97,7 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
   // Beam sampling (SPEC §2.1): mask, warp each row (temperature, then top-k per row), add the beam
   // score, softmax over all (beam, token) pairs, draw K without replacement.
   ATSPEED_CHECK(rng != nullptr, "expand_beams: sampling needs a generator");
-  const std::vector<Candidate> all = scored_candidates(beams, log_probs, constraint, options.temperature, options.top_k, k);
+  const std::vector<Candidate> all = scored_candidates(beams, rows, options.temperature, options.top_k, k);
   std::vector<Beam> out;
   for (int64_t j : draw_without_replacement(warped_softmax(all), k, *rng)) {
     const Candidate& c = all[static_cast<size_t>(j)];
@@ -111,26 +106,38 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor&
   return out;
 }
 
+namespace {
+AllowedRows rows_after(const std::vector<Beam>& beams, const at::Tensor& log_probs, const Constraint& constraint) {
+  ATSPEED_CHECK(log_probs.dim() == 2 && log_probs.size(0) == static_cast<int64_t>(beams.size()),
+                "log_probs must be [", beams.size(), ", V], got ", log_probs.sizes());
+  std::vector<std::vector<int64_t>> prefixes;
+  prefixes.reserve(beams.size());
+  for (const Beam& b : beams) prefixes.push_back(b.tokens);
+  return allowed_rows(log_probs, prefixes, constraint);
+}
+}  // namespace
 
+std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs, const Constraint& constraint,
+                               const SearchOptions& options, std::mt19937_64* rng, float* boundary_gap) {
+  if (beams.empty()) return {};
+  return expand_beams(beams, rows_after(beams, log_probs, constraint), constraint, options, rng, boundary_gap);
+}
 
-std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& lp_in,
+std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& log_probs,
                                          const Constraint& constraint, double temperature, int64_t top_k, int64_t k) {
-  const at::Tensor lp_t = lp_in.to(at::kCPU, at::kFloat).contiguous();
-  ATSPEED_CHECK(lp_t.dim() == 2 && lp_t.size(0) == static_cast<int64_t>(beams.size()),
-                "scored_candidates: log_probs must be [", beams.size(), ", V], got ", lp_t.sizes());
-  const int64_t vocab = lp_t.size(1);
-  const float* lp = lp_t.data_ptr<float>();
+  return scored_candidates(beams, rows_after(beams, log_probs, constraint), temperature, top_k, k);
+}
+
+std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const AllowedRows& rows, double temperature,
+                                         int64_t top_k, int64_t k) {
+  ATSPEED_CHECK(rows.size() == beams.size(), "scored_candidates: ", rows.size(), " rows for ", beams.size(), " beams");
   const int64_t row_keep = top_k > 0 ? std::max<int64_t>(top_k, k > 1 ? 2 : 1) : 0;
   std::vector<Candidate> out;
   std::vector<float> row;
   for (size_t i = 0; i < beams.size(); ++i) {
-    const auto allowed = constraint.allowed(beams[i].tokens);
-    const float* lp_row = lp + static_cast<int64_t>(i) * vocab;
+    const AllowedRow& allowed = rows[i];
     row.clear();
-    for (int64_t t : allowed) {
-      ATSPEED_CHECK(t >= 0 && t < vocab, "scored_candidates: allowed token ", t, " outside the vocabulary ", vocab);
-      row.push_back(temperature != 1.0 ? static_cast<float>(lp_row[t] / temperature) : lp_row[t]);
-    }
+    for (float lp : allowed.logprobs) row.push_back(temperature != 1.0 ? static_cast<float>(lp / temperature) : lp);
     // HF's TopKLogitsWarper: drop entries below the row_keep-th largest (ties at the threshold stay).
     float threshold = -std::numeric_limits<float>::infinity();
     if (row_keep > 0 && static_cast<int64_t>(row.size()) > row_keep) {
@@ -138,10 +145,10 @@ std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const a
       std::nth_element(sorted.begin(), sorted.begin() + (row_keep - 1), sorted.end(), std::greater<float>());
       threshold = sorted[static_cast<size_t>(row_keep - 1)];
     }
-    for (size_t j = 0; j < allowed.size(); ++j) {
-      const float raw = beams[i].score + lp_row[allowed[j]];
+    for (size_t j = 0; j < allowed.tokens.size(); ++j) {
+      const float raw = beams[i].score + allowed.logprobs[j];
       const float warped = row[j] < threshold ? -std::numeric_limits<float>::infinity() : beams[i].score + row[j];
-      out.push_back({static_cast<int64_t>(i), allowed[j], raw, warped});
+      out.push_back({static_cast<int64_t>(i), allowed.tokens[j], raw, warped});
     }
   }
   return out;
@@ -219,26 +226,46 @@ TargetBeamSearch::TargetBeamSearch(TreeScorer& scorer, const Constraint& constra
 std::vector<SearchResult> TargetBeamSearch::run(const std::vector<std::vector<int64_t>>& prompts,
                                                 const std::vector<uint64_t>& seeds) {
   const auto start = std::chrono::steady_clock::now();
+  const ScorerCounters counters_before = scorer_.counters();
   const size_t b = prompts.size();
   struct State {
     std::vector<Beam> beams;
     std::vector<int64_t> slots;  // scorer slot of each beam's last token (the prompt's last slot at the root)
-    at::Tensor rows;             // float32 [beams, V]: log-probs after each beam
+    AllowedRows rows;            // the allowed log-probs after each beam
     int depth = 0;
     bool done = false;
     std::mt19937_64 rng;
   };
   std::vector<State> states(b);
   std::vector<SearchResult> results(b);
-  const at::Tensor first = scorer_.prefill(prompts);
+  TransferStats to_host;
+  // One gather per forward: the allowed log-probs of every live beam (rows of out [B, width, V]).
+  auto read_rows = [&](const at::Tensor& out) {
+    const int64_t width = out.size(1);
+    std::vector<std::span<const int64_t>> allowed(b * static_cast<size_t>(width));
+    for (size_t r = 0; r < b; ++r) {
+      if (states[r].done) continue;
+      for (size_t j = 0; j < states[r].beams.size(); ++j)
+        allowed[r * static_cast<size_t>(width) + j] = constraint_.allowed(states[r].beams[j].tokens);
+    }
+    AllowedRows all = gather_allowed(out.reshape({-1, out.size(2)}), allowed, &to_host);
+    for (size_t r = 0; r < b; ++r) {
+      State& s = states[r];
+      if (s.done) continue;
+      s.rows.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(width))),
+                    std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(width) +
+                                                                                      s.beams.size())));
+    }
+  };
+  const at::Tensor first = scorer_.prefill(prompts);  // [B, V]
   for (size_t r = 0; r < b; ++r) {
     State& s = states[r];
     s.beams = {Beam{}};
     s.slots = {scorer_.prompt_length(static_cast<int64_t>(r)) - 1};
-    s.rows = first.narrow(0, static_cast<int64_t>(r), 1);
     s.rng.seed(seed_of(options_, seeds, r, b));
     results[r].stats.forward_calls = 1;
   }
+  read_rows(first.unsqueeze(1));  // [B, 1, V]
   while (true) {
     int64_t width = 0;
     for (auto& s : states) {
@@ -259,33 +286,32 @@ std::vector<SearchResult> TargetBeamSearch::run(const std::vector<std::vector<in
     // One forward over every live request's new level; finished or narrower requests pad (-1).
     at::Tensor tokens = at::full({static_cast<int64_t>(b), width}, Vocabulary::kPad, at::kLong);
     at::Tensor parents = at::full({static_cast<int64_t>(b), width}, -1, at::kLong);
-    auto tok = tokens.accessor<int64_t, 2>();
-    auto par = parents.accessor<int64_t, 2>();
+    int64_t* tok = tokens.data_ptr<int64_t>();
+    int64_t* par = parents.data_ptr<int64_t>();
     const int64_t base = scorer_.length();
     for (size_t r = 0; r < b; ++r) {
       State& s = states[r];
       if (s.done) continue;
       std::vector<int64_t> slots;
       for (size_t j = 0; j < s.beams.size(); ++j) {
-        tok[static_cast<int64_t>(r)][static_cast<int64_t>(j)] = s.beams[j].tokens.back();
-        par[static_cast<int64_t>(r)][static_cast<int64_t>(j)] = s.slots[static_cast<size_t>(s.beams[j].parent)];
+        tok[r * static_cast<size_t>(width) + j] = s.beams[j].tokens.back();
+        par[r * static_cast<size_t>(width) + j] = s.slots[static_cast<size_t>(s.beams[j].parent)];
         slots.push_back(base + static_cast<int64_t>(j));
       }
       s.slots = std::move(slots);
       results[r].stats.forward_calls += 1;
       results[r].stats.nodes += static_cast<int64_t>(s.beams.size());
     }
-    const at::Tensor out = scorer_.extend(tokens, parents);  // [B, width, V]
-    for (size_t r = 0; r < b; ++r) {
-      State& s = states[r];
-      if (!s.done) s.rows = out[static_cast<int64_t>(r)].narrow(0, 0, static_cast<int64_t>(s.beams.size()));
-    }
+    read_rows(scorer_.extend(tokens, parents));  // [B, width, V]
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double forward_seconds = scorer_.counters().forward_seconds - counters_before.forward_seconds;
   for (size_t r = 0; r < b; ++r) {
     results[r].beams = std::move(states[r].beams);
     sort_beams(results[r].beams, constraint_.vocab());
     results[r].stats.seconds = seconds;
+    results[r].stats.forward_seconds = forward_seconds;
+    results[r].stats.to_host = to_host;
   }
   return results;
 }
@@ -319,7 +345,7 @@ SearchResult NaiveBeamSearch::run_one(const std::vector<int64_t>& prompt, uint64
   at::Tensor tokens = torch::tensor(prompt, torch::kLong).to(device).unsqueeze(0).expand({k, len}).contiguous();
   at::Tensor positions = torch::arange(len, long_opts).unsqueeze(0).expand({k, len}).contiguous();
   at::Tensor hidden = model_->hidden_states(tokens, positions, model::causal_mask(k, len, 0, at::kFloat, device), &cache);
-  at::Tensor rows = torch::log_softmax(model_->logits(hidden.select(1, len - 1).narrow(0, 0, 1)).to(at::kFloat), -1).cpu();
+  at::Tensor rows = torch::log_softmax(model_->logits(hidden.select(1, len - 1).narrow(0, 0, 1)).to(at::kFloat), -1);
   result.stats.forward_calls = 1;
 
   std::vector<Beam> beams = {Beam{}};
@@ -342,7 +368,7 @@ SearchResult NaiveBeamSearch::run_one(const std::vector<int64_t>& prompt, uint64
     at::Tensor step = torch::tensor(next, torch::kLong).to(device).unsqueeze(1);
     at::Tensor pos = torch::full({nb, 1}, len + depth, long_opts);
     at::Tensor logits = model_->forward(step, pos, torch::zeros({nb, 1, past + 1}, torch::TensorOptions().device(device)), &cache);
-    rows = torch::log_softmax(logits.select(1, 0).to(at::kFloat), -1).cpu();
+    rows = torch::log_softmax(logits.select(1, 0).to(at::kFloat), -1);
     result.stats.forward_calls += 1;
     result.stats.nodes += nb;
   }

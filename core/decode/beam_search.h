@@ -22,6 +22,7 @@
 #include <random>
 #include <vector>
 
+#include "core/decode/selection.h"
 #include "core/decode/tree_scorer.h"
 #include "core/random.h"  // uniform01, used with these draws
 #include "core/model/llama.h"
@@ -51,6 +52,8 @@ struct SearchStats {
   int64_t forward_calls = 0;  // model forwards this request took part in (prefill included)
   int64_t nodes = 0;          // tokens fed for this request after the prompt (its tree size)
   double seconds = 0;         // wall time of the run() call that decoded it (shared by its batch)
+  double forward_seconds = 0; // of which inside the model's forwards (the batch's; TreeScorer::counters)
+  TransferStats to_host;      // the batch's device-to-host copies and bytes
   // Deterministic search: the smallest gap, over its steps, between the K-th kept candidate's
   // score and the best dropped one's (+inf when nothing was dropped). Below float noise (1e-4) a
   // different but equally valid computation may keep the other one, and everything after that
@@ -72,8 +75,11 @@ struct Candidate {
   float raw;
   float warped;
 };
-// Every allowed candidate after `beams` (row order, then ascending token), log_probs float32
-// [beams, V]. top_k: per-row warper (0 = off; at least 2 kept when k > 1, as HF).
+// Every allowed candidate after `beams` (row order, then ascending token); rows[i]: beam i's allowed
+// tokens and their log-probs. top_k: per-row warper (0 = off; at least 2 kept when k > 1, as HF).
+std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const AllowedRows& rows, double temperature,
+                                         int64_t top_k, int64_t k);
+// The same from dense log_probs float32 [beams, V] (the constraint gives each beam's allowed tokens).
 std::vector<Candidate> scored_candidates(const std::vector<Beam>& beams, const at::Tensor& log_probs,
                                          const Constraint& constraint, double temperature, int64_t top_k, int64_t k);
 // softmax over the finite warped scores of `cands` (0 for the others); all 0 when none is finite.
@@ -86,11 +92,15 @@ std::vector<int64_t> draw_without_replacement(const std::vector<double>& w, int6
 // position, Vocabulary::order_key; not token ids, which a text vocabulary orders as strings).
 bool beam_before(const Beam& a, const Beam& b, const Vocabulary& vocab);
 
-// One search step. beams: the current list (all of one depth); log_probs: float32 [beams, V] on the
-// CPU, row i = the log-probs after beams[i]. Returns the next list, each new Beam's parent the index
-// into `beams`, best first (deterministic) or in draw order (sampling; `rng` required).
+// One search step. beams: the current list (all of one depth); rows[i]: the allowed tokens after
+// beams[i] and their log-probs (gather_allowed). Returns the next list, each new Beam's parent the
+// index into `beams`, best first (deterministic) or in draw order (sampling; `rng` required).
 // boundary_gap (deterministic search, optional): set to the K-th kept score minus the best dropped
-// score, +inf when no candidate was dropped.
+// score, +inf when no candidate was dropped. The constraint gives the tie order (its vocabulary).
+std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const AllowedRows& rows, const Constraint& constraint,
+                               const SearchOptions& options, std::mt19937_64* rng = nullptr,
+                               float* boundary_gap = nullptr);
+// The same from dense log_probs float32 [beams, V] (any device; row i = the log-probs after beams[i]).
 std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const at::Tensor& log_probs, const Constraint& constraint,
                                const SearchOptions& options, std::mt19937_64* rng = nullptr,
                                float* boundary_gap = nullptr);

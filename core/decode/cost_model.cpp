@@ -2,7 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
-#include <torch/cuda.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -60,19 +61,18 @@ CostCurve CostCurve::linear(double prefill_s, double a_s, double b_s, int64_t pr
 
 CostCurve measure_cost(TreeScorer& scorer, const std::vector<int64_t>& prompt, const CostOptions& options) {
   ATSPEED_CHECK(!prompt.empty() && !options.ns.empty() && options.reps >= 1, "measure_cost: empty prompt or grid");
-  using Clock = std::chrono::steady_clock;
-  // The scorers return their log-probs on the CPU, so each call below ends synchronised with the
-  // device; the explicit sync only guards a future scorer that returns device tensors.
-  // Asked once: on a machine without a GPU each is_available() call probes the driver again.
-  const bool cuda = torch::cuda::is_available();
-  auto sync = [cuda] {
-    if (cuda) torch::cuda::synchronize();
-  };
+  // The scorer's own forward time (TreeScorer::counters: wall clock on the CPU, CUDA events on a GPU),
+  // the same quantity decode stats call forward time, so model time + host time adds up.
+  const at::Device device = scorer.device();
   auto timed = [&](auto&& fn) {
-    const auto t0 = Clock::now();
+    const double before = scorer.counters().forward_seconds;
     fn();
-    sync();
-    return std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!device.is_cpu()) {  // wait for the device so that the forward's events can be read
+      c10::Event done(device.type());
+      done.record(c10::impl::VirtualGuardImpl(device.type()).getStream(device));
+      done.synchronize();
+    }
+    return scorer.counters().forward_seconds - before;
   };
   CostCurve c;
   c.prompt_tokens = static_cast<int64_t>(prompt.size());

@@ -7,6 +7,9 @@
 // its interquartile range; the repetitions go round-robin over the n values (n1, n2, ..., n1, n2, ...)
 // so a burst of load on a busy machine spreads over all points instead of bending one of them.
 // A least-squares line t(n) = a + b n through the medians gives the model used between points.
+// The time of a call is the scorer's forward time (TreeScorer::counters: the model forward and its
+// log_softmax; CUDA events on a GPU), not the scorer's host bookkeeping, which decode stats count
+// as the rest. A scorer that does not count (a test fake) measures 0.
 #pragma once
 
 #include <cstdint>

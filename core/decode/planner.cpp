@@ -15,6 +15,7 @@
 #include <set>
 
 #include "core/config.h"
+#include "core/decode/trace.h"
 #include "core/decode/tree_scorer.h"
 #include "core/errors.h"
 #include "core/io/text_file.h"
@@ -25,72 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// A TreeScorer that passes every call through and records each forward: its kind, its token count
-// (all requests of the batch together) and its wall time.
-class RecordingScorer final : public TreeScorer {
- public:
-  struct Call {
-    enum Kind { Prefill, Extend, Fused } kind;  // Fused: a deferred prefill run with the next extend
-    int64_t prompt_tokens = 0, tree_tokens = 0;
-    double seconds = 0;
-  };
-  explicit RecordingScorer(TreeScorer& inner) : inner_(inner) {}
-
-  int64_t vocab_size() const override { return inner_.vocab_size(); }
-  at::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) override {
-    const auto t = Clock::now();
-    at::Tensor out = inner_.prefill(prompts);
-    calls.push_back({Call::Prefill, tokens_of(prompts), 0, since(t)});
-    return out;
-  }
-  void prefill_deferred(const std::vector<std::vector<int64_t>>& prompts) override {
-    inner_.prefill_deferred(prompts);
-    deferred_ = tokens_of(prompts);
-  }
-  at::Tensor prompt_logprobs() const override { return inner_.prompt_logprobs(); }
-  at::Tensor extend(const at::Tensor& tokens, const at::Tensor& parents) override {
-    const auto t = Clock::now();
-    at::Tensor out = inner_.extend(tokens, parents);
-    calls.push_back({deferred_ > 0 ? Call::Fused : Call::Extend, deferred_, tokens.numel(), since(t)});
-    deferred_ = 0;
-    return out;
-  }
-  int64_t length() const override { return inner_.length(); }
-  int64_t batch_size() const override { return inner_.batch_size(); }
-  int64_t prompt_length(int64_t request) const override { return inner_.prompt_length(request); }
-  void truncate(int64_t len) override { inner_.truncate(len); }
-  void compact(const at::Tensor& keep) override { inner_.compact(keep); }
-
-  // Model time of the recorded calls by the cost model, and as measured.
-  double modelled_s(const CostCurve& c) const {
-    double s = 0;
-    for (const auto& call : calls) {
-      switch (call.kind) {
-        case Call::Prefill: s += c.prefill_tokens_s(call.prompt_tokens); break;
-        case Call::Extend: s += c.extend_s(call.tree_tokens); break;
-        // One forward over the prompt and the tree: the extend's fixed cost is paid once.
-        case Call::Fused: s += c.prefill_tokens_s(call.prompt_tokens) + c.extend_s(call.tree_tokens) - c.a_s; break;
-      }
-    }
-    return std::max(0.0, s);
-  }
-  double measured_s() const {
-    double s = 0;
-    for (const auto& call : calls) s += call.seconds;
-    return s;
-  }
-  std::vector<Call> calls;
-
- private:
-  static int64_t tokens_of(const std::vector<std::vector<int64_t>>& prompts) {
-    int64_t n = 0;
-    for (const auto& p : prompts) n += static_cast<int64_t>(p.size());
-    return n;
-  }
-  TreeScorer& inner_;
-  int64_t deferred_ = 0;
-};
-
 struct Prediction {
   double seconds_per_request = 0;
   double accepted_levels_per_round = 0;
@@ -99,9 +34,12 @@ struct Prediction {
 // Runs `settings` on the calibration prompts in batches and predicts its time per request.
 Prediction predict(TreeScorer& target, TreeScorer* draft, const Constraint& constraint, const RunSettings& settings,
                    const std::vector<std::vector<int64_t>>& calib, int64_t batch_size, const CostModel& cost) {
-  RecordingScorer rec_target(target);
-  std::optional<RecordingScorer> rec_draft;
-  if (draft != nullptr) rec_draft.emplace(*draft);
+  ForwardTrace target_trace, draft_trace;
+  TracingScorer rec_target(target, target_trace);
+  std::optional<TracingScorer> rec_draft;
+  if (draft != nullptr) rec_draft.emplace(*draft, draft_trace);
+  const double measured_before =
+      target.counters().forward_seconds + (draft != nullptr ? draft->counters().forward_seconds : 0.0);
   double wall = 0;
   int64_t rounds = 0, accepted = 0;
   for (size_t begin = 0; begin < calib.size(); begin += static_cast<size_t>(batch_size)) {
@@ -116,11 +54,11 @@ Prediction predict(TreeScorer& target, TreeScorer* draft, const Constraint& cons
       for (int64_t m : o.accepted_levels) accepted += m;
     }
   }
-  double model = rec_target.modelled_s(cost.target), measured = rec_target.measured_s();
-  if (rec_draft) {
-    model += rec_draft->modelled_s(cost.draft);
-    measured += rec_draft->measured_s();
-  }
+  // The forwards' own time (the scorers' counters; every forward was read, so complete on a GPU too).
+  const double measured =
+      target.counters().forward_seconds + (draft != nullptr ? draft->counters().forward_seconds : 0.0) - measured_before;
+  double model = target_trace.modelled_s(cost.target);
+  if (draft != nullptr) model += draft_trace.modelled_s(cost.draft);
   const double host = std::max(0.0, wall - measured);
   Prediction p;
   p.seconds_per_request = (model + host) / static_cast<double>(calib.size());

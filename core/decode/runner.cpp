@@ -16,6 +16,7 @@ std::vector<RunOutput> run_batch(TreeScorer& target, TreeScorer* draft, const Co
                                  const std::vector<uint64_t>& seeds) {
   ATSPEED_CHECK(!settings.mode.is_auto(), "run_batch: mode auto must be resolved by a plan first");
   const auto start = std::chrono::steady_clock::now();
+  const int64_t forwards_before = target.counters().forwards + (draft != nullptr ? draft->counters().forwards : 0);
   std::vector<RunOutput> out(prompts.size());
   if (settings.mode.is_target()) {
     SearchOptions o;
@@ -28,6 +29,8 @@ std::vector<RunOutput> run_batch(TreeScorer& target, TreeScorer* draft, const Co
       out[i].beams = results[i].beams;
       out[i].target_forwards = results[i].stats.forward_calls;
       out[i].min_boundary_gap = results[i].stats.min_boundary_gap;
+      out[i].target_forward_seconds = results[i].stats.forward_seconds;
+      out[i].to_host = results[i].stats.to_host;
     }
   } else {
     ATSPEED_CHECK(draft != nullptr, "run_batch: mode ", settings.mode.name(), " needs a draft scorer");
@@ -46,10 +49,18 @@ std::vector<RunOutput> run_batch(TreeScorer& target, TreeScorer* draft, const Co
       out[i].draft_forwards = s.draft_calls;
       out[i].rounds = s.rounds;
       out[i].accepted_levels = s.accepted_levels;
+      out[i].target_forward_seconds = s.target_forward_seconds;
+      out[i].draft_forward_seconds = s.draft_forward_seconds;
+      out[i].to_host = s.to_host;
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (auto& o : out) o.seconds = seconds;
+  const int64_t forwards =
+      target.counters().forwards + (draft != nullptr ? draft->counters().forwards : 0) - forwards_before;
+  for (auto& o : out) {
+    o.seconds = seconds;
+    o.batch_forwards = forwards;
+  }
   return out;
 }
 

@@ -41,6 +41,12 @@ struct RunOutput {
   std::vector<int64_t> accepted_levels;  // speculative only: per round
   float min_boundary_gap = std::numeric_limits<float>::infinity();  // deterministic target search only
   double seconds = 0;              // wall time of the batch
+  // Of which inside model forwards (the batch's; TreeScorer::counters): the rest, seconds minus
+  // both, is selection, masks and bookkeeping on the host.
+  double target_forward_seconds = 0;
+  double draft_forward_seconds = 0;
+  TransferStats to_host;           // the batch's device-to-host copies and bytes
+  int64_t batch_forwards = 0;      // forwards the batch ran, both models (copies per forward = to_host.copies / this)
 };
 
 // Decodes `prompts` together. draft: required for strict and relaxed. seeds: one per prompt

@@ -53,6 +53,11 @@ struct SpeculativeStats {
   double verify_seconds = 0;               // batch wall time in target forwards
   double bookkeeping_seconds = 0;          // verification logic, cache compaction, tensor assembly
   double seconds = 0;                      // wall time of the run() call (shared by its batch)
+  // The batch's time inside model forwards (TreeScorer::counters): seconds minus both is the rest
+  // (selection, masks, bookkeeping), the host work the lean path keeps small.
+  double target_forward_seconds = 0;
+  double draft_forward_seconds = 0;
+  TransferStats to_host;                   // the batch's device-to-host copies and bytes
 
   double mean_accepted_levels() const;     // mean of accepted_levels (0 without rounds)
 };

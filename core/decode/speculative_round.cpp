@@ -34,12 +34,19 @@ std::vector<int64_t> live_ancestors(const Request& r) {
 
 }  // namespace
 
-at::Tensor rows_of(const std::unordered_map<int64_t, at::Tensor>& rows, const std::vector<int64_t>& nodes,
-                   const at::Tensor& root) {
-  std::vector<at::Tensor> list;
-  list.reserve(nodes.size());
-  for (int64_t n : nodes) list.push_back(n == 0 ? root : rows.at(n));
-  return at::stack(list);
+AllowedRows rows_of(const std::unordered_map<int64_t, AllowedRow>& rows, const std::vector<int64_t>& nodes,
+                    const AllowedRow& root) {
+  AllowedRows out;
+  out.reserve(nodes.size());
+  for (int64_t n : nodes) out.push_back(n == 0 ? root : rows.at(n));
+  return out;
+}
+
+std::vector<int64_t> Request::prefix_of(int64_t node) const {
+  std::vector<int64_t> out;
+  for (int64_t a = node; a > 0; a = nodes[static_cast<size_t>(a)].parent) out.push_back(nodes[static_cast<size_t>(a)].token);
+  std::reverse(out.begin(), out.end());
+  return out;
 }
 
 Beam extend_beam(const Beam& parent, int64_t parent_index, int64_t token, float score) {
@@ -60,6 +67,8 @@ SpeculativeBatch::SpeculativeBatch(TreeScorer& target, TreeScorer& draft, const 
   // (SPEC §3.3), so decoding takes at most one target forward per level; that needs a first round
   // that drafts (d >= 1), i.e. at least 2 levels.
   const bool fuse_target_prefill = levels_ >= 2 && options_.gamma >= 1;
+  target_before_ = target_.counters();
+  draft_before_ = draft_.counters();
   auto t0 = Clock::now();
   const at::Tensor draft_first = draft_.prefill(prompts);
   const double draft_prefill_s = since(t0);
@@ -79,12 +88,22 @@ SpeculativeBatch::SpeculativeBatch(TreeScorer& target, TreeScorer& draft, const 
     r.beams = {Beam{}};
     r.beam_nodes = {0};
     r.rng.seed(seeds.empty() ? options_.seed + static_cast<uint64_t>(b) : seeds[static_cast<size_t>(b)]);
-    if (!fuse_target_prefill) r.target_root = target_first[b];
-    r.draft_root = draft_first[b];
     r.result.stats.target_calls = fuse_target_prefill ? 0 : 1;
     r.result.stats.draft_calls = 1;
     r.result.stats.draft_seconds = draft_prefill_s;
     r.result.stats.verify_seconds = target_prefill_s;
+  }
+  read_roots(Which::Draft, draft_first);
+  if (!fuse_target_prefill) read_roots(Which::Target, target_first);
+}
+
+void SpeculativeBatch::read_roots(Which which, const at::Tensor& prompt_logprobs) {
+  const std::vector<std::span<const int64_t>> allowed(static_cast<size_t>(batch_), constraint_.allowed({}));
+  AllowedRows rows = gather_allowed(prompt_logprobs, allowed, &to_host_);
+  for (int64_t b = 0; b < batch_; ++b) {
+    Request& r = reqs_[static_cast<size_t>(b)];
+    (which == Which::Target ? r.target_root : r.draft_root) = std::move(rows[static_cast<size_t>(b)]);
+    if (which == Which::Target) r.has_target_root = true;
   }
 }
 
@@ -136,14 +155,34 @@ bool SpeculativeBatch::feed(Which which, const std::vector<std::vector<int64_t>>
     }
   }
   const at::Tensor out = scorer.extend(tokens, parents);  // [B, width, V]
+  // One copy to the host: every fed node's allowed log-probs, plus the prompt rows when the target's
+  // prefill went into this forward (rows [B * width, V] then [B, V]).
+  const bool with_roots = is_target && !reqs_.front().has_target_root;
+  std::vector<at::Tensor> parts{out.reshape({batch_ * width, out.size(2)})};
+  std::vector<std::span<const int64_t>> allowed(static_cast<size_t>(batch_ * width));
+  for (int64_t b = 0; b < batch_; ++b) {
+    const Request& r = reqs_[static_cast<size_t>(b)];
+    const auto& list = per_request[static_cast<size_t>(b)];
+    for (size_t j = 0; j < list.size(); ++j)
+      allowed[static_cast<size_t>(b * width) + j] = constraint_.allowed(r.prefix_of(list[j]));
+  }
+  if (with_roots) {
+    parts.push_back(target_.prompt_logprobs());
+    allowed.resize(allowed.size() + static_cast<size_t>(batch_), constraint_.allowed({}));
+  }
+  AllowedRows rows = gather_allowed(parts, allowed, &to_host_);
   for (int64_t b = 0; b < batch_; ++b) {
     Request& r = reqs_[static_cast<size_t>(b)];
+    if (with_roots) {
+      r.target_root = std::move(rows[static_cast<size_t>(batch_ * width + b)]);
+      r.has_target_root = true;
+    }
     const auto& list = per_request[static_cast<size_t>(b)];
     if (list.empty()) continue;
     (is_target ? r.result.stats.target_calls : r.result.stats.draft_calls) += 1;
     if (is_target) r.result.stats.target_nodes += static_cast<int64_t>(list.size());
-    auto& rows = is_target ? r.target_rows : r.draft_rows;
-    for (size_t j = 0; j < list.size(); ++j) rows[list[j]] = out[b][static_cast<int64_t>(j)];
+    auto& node_rows = is_target ? r.target_rows : r.draft_rows;
+    for (size_t j = 0; j < list.size(); ++j) node_rows[list[j]] = std::move(rows[static_cast<size_t>(b * width) + j]);
   }
   return true;
 }
@@ -185,13 +224,13 @@ void SpeculativeBatch::draft_phase() {
       if (r.finished || r.d < level) continue;
       const auto& parents = r.draft_beams.back();
       const auto& parent_nodes = r.draft_nodes.back();
-      const at::Tensor rows = rows_of(r.draft_rows, parent_nodes, r.draft_root);
+      const AllowedRows rows = rows_of(r.draft_rows, parent_nodes, r.draft_root);
       std::vector<Beam> chosen;
       std::unordered_map<int64_t, double> q;
       if (!relaxed) {
         chosen = expand_beams(parents, rows, constraint_, draft_opts);
       } else {
-        const auto cands = scored_candidates(parents, rows, constraint_, options_.temperature, options_.top_k, n_draft);
+        const auto cands = scored_candidates(parents, rows, options_.temperature, options_.top_k, n_draft);
         const auto probs = warped_softmax(cands);
         for (size_t j = 0; j < cands.size(); ++j) {
           if (probs[j] > 0) q[cands[j].row * vocab_ + cands[j].token] = probs[j];
@@ -233,11 +272,7 @@ void SpeculativeBatch::verify_forward() {
       list.insert(list.end(), r.draft_nodes[level].begin(), r.draft_nodes[level].end());
     }
   }
-  feed(Which::Target, verify_feed);
-  if (!reqs_.front().target_root.defined()) {  // first round, prefill fused into this forward
-    const at::Tensor first = target_.prompt_logprobs();
-    for (int64_t b = 0; b < batch_; ++b) reqs_[static_cast<size_t>(b)].target_root = first[b];
-  }
+  feed(Which::Target, verify_feed);  // reads the prompt rows too when the prefill was fused into it
   charge(verify_s_, since(t), [](const Request& r) { return !r.finished; });
 }
 
@@ -351,8 +386,13 @@ void SpeculativeBatch::charge_round() {
 std::vector<SpeculativeResult> SpeculativeBatch::results(double seconds) {
   std::vector<SpeculativeResult> out;
   out.reserve(reqs_.size());
+  const double target_fwd = target_.counters().forward_seconds - target_before_.forward_seconds;
+  const double draft_fwd = draft_.counters().forward_seconds - draft_before_.forward_seconds;
   for (auto& r : reqs_) {
     r.result.stats.seconds = seconds;
+    r.result.stats.target_forward_seconds = target_fwd;
+    r.result.stats.draft_forward_seconds = draft_fwd;
+    r.result.stats.to_host = to_host_;
     out.push_back(std::move(r.result));
   }
   return out;

@@ -37,17 +37,21 @@ struct Request {
   int done = 0;                      // levels decided so far
   bool finished = false;
   std::mt19937_64 rng;               // relaxed: the draft's draws, then the verification's, in level order
-  at::Tensor target_root;            // float32 [V], CPU: target log-probs after the prompt
-  at::Tensor draft_root;             // float32 [V], CPU: draft log-probs after the prompt
+  AllowedRow target_root;            // the target's allowed log-probs after the prompt (empty .logprobs until read)
+  AllowedRow draft_root;             // the draft's
+  bool has_target_root = false;
 
   // This round.
   int64_t d = 0;                                   // drafted levels
   std::vector<std::vector<Beam>> draft_beams;      // [l]: level-l draft beams (draft cumulative scores); [0] = frontier
   std::vector<std::vector<int64_t>> draft_nodes;   // [l]: their nodes
   std::vector<std::unordered_map<int64_t, double>> q;  // [l]: relaxed: q_l over (row of level l-1) * V + token
-  std::unordered_map<int64_t, at::Tensor> draft_rows;   // node -> draft log-probs [V], CPU
-  std::unordered_map<int64_t, at::Tensor> target_rows;  // node -> target log-probs [V], CPU
+  std::unordered_map<int64_t, AllowedRow> draft_rows;   // node -> the draft's allowed log-probs after it
+  std::unordered_map<int64_t, AllowedRow> target_rows;  // node -> the target's
   SpeculativeResult result;
+
+  // The code tokens from the root to `node` (its prefix for the constraint).
+  std::vector<int64_t> prefix_of(int64_t node) const;
 };
 
 // What verification decided for one request this round: m accepted drafted levels, then the K beams
@@ -71,9 +75,9 @@ using Verifier = LevelDecision (*)(Request& r, const VerifyContext& ctx);
 LevelDecision verify_strict(Request& r, const VerifyContext& ctx);
 LevelDecision verify_relaxed(Request& r, const VerifyContext& ctx);
 
-// Log-prob rows [nodes, V] of `nodes` (node 0 = the root row).
-at::Tensor rows_of(const std::unordered_map<int64_t, at::Tensor>& rows, const std::vector<int64_t>& nodes,
-                   const at::Tensor& root);
+// The allowed log-prob rows of `nodes` (node 0 = the root row), one per node.
+AllowedRows rows_of(const std::unordered_map<int64_t, AllowedRow>& rows, const std::vector<int64_t>& nodes,
+                    const AllowedRow& root);
 // `parent` extended by `token` with cumulative `score`; parent index `parent_index`.
 Beam extend_beam(const Beam& parent, int64_t parent_index, int64_t token, float score);
 
@@ -98,9 +102,12 @@ class SpeculativeBatch {
  private:
   enum class Which { Target, Draft };
   // Feeds per_request[b] (nodes, parents before children) to one scorer in one extend(); stores
-  // each node's slot and log-prob row. False when there was nothing to feed.
+  // each node's slot and allowed log-prob row, read in one copy to the host (with the target's
+  // prompt rows when its prefill was fused into this forward). False when there was nothing to feed.
   bool feed(Which which, const std::vector<std::vector<int64_t>>& per_request);
   void advance(Request& r, LevelDecision decision);
+  // The root rows of every request from prompt log-probs [B, V] (prefill's), in one copy.
+  void read_roots(Which which, const at::Tensor& prompt_logprobs);
   void compact(Which which);
   // Adds `seconds` to the phase time of every request for which pred holds.
   template <typename Pred>
@@ -115,6 +122,8 @@ class SpeculativeBatch {
   int64_t vocab_;
   std::vector<Request> reqs_;
   std::vector<double> draft_s_, verify_s_, book_s_;  // this round's phase time per request
+  TransferStats to_host_;                            // the batch's device-to-host copies
+  ScorerCounters target_before_, draft_before_;      // the scorers' counters when the batch started
 };
 
 }  // namespace atspeed::decode::detail

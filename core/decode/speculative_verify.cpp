@@ -26,7 +26,7 @@ LevelDecision verify_strict(Request& r, const VerifyContext& ctx) {
   std::vector<int64_t> accepted_nodes = r.beam_nodes;
   LevelDecision out;
   for (int64_t level = 1; level <= r.d + 1; ++level) {
-    const at::Tensor rows = rows_of(r.target_rows, accepted_nodes, r.target_root);
+    const AllowedRows rows = rows_of(r.target_rows, accepted_nodes, r.target_root);
     const bool bonus = level == r.d + 1;
     std::vector<Beam> top = expand_beams(accepted, rows, ctx.constraint, target_opts);
     bool all_drafted = !bonus && !top.empty();
@@ -114,10 +114,10 @@ LevelDecision verify_relaxed(Request& r, const VerifyContext& ctx) {
   std::iota(accepted_rows.begin(), accepted_rows.end(), 0);
   LevelDecision out;
   for (int64_t level = 1; level <= r.d + 1; ++level) {
-    const at::Tensor rows = rows_of(r.target_rows, accepted_nodes, r.target_root);
+    const AllowedRows rows = rows_of(r.target_rows, accepted_nodes, r.target_root);
     const bool bonus = level == r.d + 1;
     // p over A x V in D's row numbering; q = the draft's q_level.
-    const auto cands = scored_candidates(accepted, rows, ctx.constraint, ctx.options.temperature, ctx.options.top_k, k);
+    const auto cands = scored_candidates(accepted, rows, ctx.options.temperature, ctx.options.top_k, k);
     const auto p = warped_softmax(cands);
     auto finish_with = [&](const std::vector<size_t>& picks) {
       for (size_t j : picks) {

@@ -1,16 +1,70 @@
 #include "core/decode/tree_scorer.h"
 
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <limits>
+#include <optional>
 
+#include "core/decode/selection.h"
 #include "core/errors.h"
 #include "core/vocab/vocabulary.h"
 
 namespace atspeed::decode {
 
-LlamaTreeScorer::LlamaTreeScorer(model::LlamaModel model) : model_(std::move(model)) {
+struct LlamaTreeScorer::Timing {
+  std::chrono::steady_clock::time_point t0;
+  double seconds = 0;                             // CPU forwards, and CUDA pairs already read
+  std::optional<c10::Event> open;                 // CUDA: the start event of the running forward
+  std::vector<std::pair<c10::Event, c10::Event>> pending;  // CUDA: (start, end) not read yet
+};
+
+LlamaTreeScorer::LlamaTreeScorer(model::LlamaModel model) : model_(std::move(model)), timing_(std::make_shared<Timing>()) {
   ATSPEED_CHECK(!model_.is_empty(), "LlamaTreeScorer: null model");
+}
+
+namespace {
+c10::Event recorded_event(const at::Device& device) {
+  c10::Event e(device.type(), c10::EventFlag::BACKEND_DEFAULT);  // timing enabled
+  e.record(c10::impl::VirtualGuardImpl(device.type()).getStream(device));
+  return e;
+}
+}  // namespace
+
+void LlamaTreeScorer::begin_forward() {
+  const at::Device device = this->device();
+  if (device.is_cpu()) {
+    timing_->t0 = std::chrono::steady_clock::now();
+  } else {
+    timing_->open.emplace(recorded_event(device));
+  }
+}
+
+void LlamaTreeScorer::end_forward() {
+  const at::Device device = this->device();
+  if (device.is_cpu()) {
+    timing_->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - timing_->t0).count();
+  } else if (timing_->open) {
+    timing_->pending.emplace_back(std::move(*timing_->open), recorded_event(device));
+    timing_->open.reset();
+  }
+}
+
+at::Device LlamaTreeScorer::device() const { return model_->parameters().front().device(); }
+
+ScorerCounters LlamaTreeScorer::counters() const {
+  // Event pairs are read once the device passed them (a search's copy to the host waits for that);
+  // query() does not synchronise.
+  auto& pending = timing_->pending;
+  size_t done = 0;
+  while (done < pending.size() && pending[done].second.query()) {
+    timing_->seconds += pending[done].first.elapsedTime(pending[done].second) / 1000.0;  // ms
+    ++done;
+  }
+  pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
+  return {forward_calls_, timing_->seconds};
 }
 
 int64_t LlamaTreeScorer::vocab_size() const { return model_->options().vocab_size; }
@@ -25,9 +79,13 @@ int64_t LlamaTreeScorer::prompt_length(int64_t request) const {
 at::Tensor LlamaTreeScorer::run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& new_visible) {
   c10::InferenceMode guard;
   const at::Device device = model_->parameters().front().device();
-  // Blocked = -inf; every row sees at least itself, so no row is all -inf (no NaN).
-  at::Tensor mask = at::zeros(new_visible.sizes(), at::kFloat).masked_fill_(new_visible.logical_not(), -std::numeric_limits<float>::infinity());
-  at::Tensor hidden = model_->hidden_states(tokens.to(device), positions.to(device), mask.to(device), &cache_);
+  // Blocked = -inf; every row sees at least itself, so no row is all -inf (no NaN). Built on the
+  // device from the visibility rows (bool, a quarter of the float mask's bytes to send).
+  const at::Tensor visible = to_device_async(new_visible.contiguous(), device);
+  const at::Tensor mask = at::zeros(visible.sizes(), at::TensorOptions().dtype(at::kFloat).device(device))
+                              .masked_fill_(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  at::Tensor hidden = model_->hidden_states(to_device_async(tokens.contiguous(), device),
+                                            to_device_async(positions.contiguous(), device), mask, &cache_);
   ++forward_calls_;
   return hidden;
 }
@@ -70,14 +128,16 @@ at::Tensor LlamaTreeScorer::set_prompts(const std::vector<std::vector<int64_t>>&
 at::Tensor LlamaTreeScorer::prompt_rows(const at::Tensor& hidden) {
   c10::InferenceMode guard;
   const int64_t b = batch_size();
-  at::Tensor last = torch::tensor(prompt_lengths_, torch::kLong).sub(1).to(hidden.device());
+  at::Tensor last = to_device_async(torch::tensor(prompt_lengths_, torch::kLong).sub(1), hidden.device());
   at::Tensor rows = hidden.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(hidden.device())), last});
-  return torch::log_softmax(model_->logits(rows).to(at::kFloat), -1).cpu();
+  return torch::log_softmax(model_->logits(rows).to(at::kFloat), -1);
 }
 
 at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& prompts) {
   const at::Tensor tokens = set_prompts(prompts);
+  begin_forward();
   prompt_logprobs_ = prompt_rows(run(tokens, positions_, visible_));  // hidden [B, width, hidden]
+  end_forward();
   return prompt_logprobs_;
 }
 
@@ -124,6 +184,8 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
   }
   visible_ = vis;
   positions_ = pos;
+  begin_forward();
+  at::Tensor out;
   if (pending_prompts_.defined()) {
     // Deferred prefill: the prompt slots [0, s) and the new nodes in one forward over an empty cache.
     const at::Tensor all = at::cat({pending_prompts_, tokens}, 1);
@@ -131,11 +193,14 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
     const at::Tensor hidden = run(all, pos, vis);  // [B, s + n, hidden]
     prompt_logprobs_ = prompt_rows(hidden);
     c10::InferenceMode guard;
-    return torch::log_softmax(model_->logits(hidden.narrow(1, s, n)).to(at::kFloat), -1).cpu();
+    out = torch::log_softmax(model_->logits(hidden.narrow(1, s, n)).to(at::kFloat), -1);
+  } else {
+    at::Tensor hidden = run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n));
+    c10::InferenceMode guard;
+    out = torch::log_softmax(model_->logits(hidden).to(at::kFloat), -1);
   }
-  at::Tensor hidden = run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n));
-  c10::InferenceMode guard;
-  return torch::log_softmax(model_->logits(hidden).to(at::kFloat), -1).cpu();
+  end_forward();
+  return out;
 }
 
 void LlamaTreeScorer::truncate(int64_t len) {
@@ -160,13 +225,7 @@ void LlamaTreeScorer::compact(const at::Tensor& keep_in) {
   visible_ = visible_.gather(1, keep.unsqueeze(2).expand({b, m, s})).gather(2, keep.unsqueeze(1).expand({b, m, m}));
   positions_ = positions_.gather(1, keep);
   c10::InferenceMode guard;
-  for (size_t l = 0; l < cache_.k.size(); ++l) {
-    auto& k = cache_.k[l];
-    auto& v = cache_.v[l];
-    const at::Tensor idx = keep.to(k.device()).view({b, 1, m, 1}).expand({b, k.size(1), m, k.size(3)});
-    k = k.gather(2, idx);
-    v = v.gather(2, idx);
-  }
+  if (!cache_.k.empty()) cache_.gather(to_device_async(keep, cache_.k[0].device()));
 }
 
 }  // namespace atspeed::decode

@@ -16,11 +16,19 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/model/llama.h"
 
 namespace atspeed::decode {
+
+// Cumulative forward accounting of a scorer (decode stats split time into target forwards, draft
+// forwards and the rest with it).
+struct ScorerCounters {
+  int64_t forwards = 0;        // prefill and extend calls that ran the model
+  double forward_seconds = 0;  // time inside them: the model forward and the log_softmax (CUDA: event-timed)
+};
 
 class TreeScorer {
  public:
@@ -29,8 +37,8 @@ class TreeScorer {
   virtual int64_t vocab_size() const = 0;
 
   // Starts a new batch (drops any previous state). prompts: B non-empty token lists.
-  // Returns float32 [B, V] on the CPU: the full-vocabulary log_softmax (SPEC §2.1) after each
-  // prompt's last token.
+  // Returns float32 [B, V] on the scorer's device: the full-vocabulary log_softmax (SPEC §2.1) after
+  // each prompt's last token. Searches read it through gather_allowed() (selection.h).
   virtual at::Tensor prefill(const std::vector<std::vector<int64_t>>& prompts) = 0;
 
   // Like prefill(), but a scorer may defer the prompts' forward and run it together with the next
@@ -39,15 +47,15 @@ class TreeScorer {
   // must follow before any truncate/compact. prompt_logprobs() is then prefill()'s result. The
   // default prefills eagerly, so fakes need not implement it.
   virtual void prefill_deferred(const std::vector<std::vector<int64_t>>& prompts) { deferred_ = prefill(prompts); }
-  // float32 [B, V] on the CPU: the log_softmax after each prompt's last token, available once the
-  // prompts went through a forward (after prefill_deferred + extend, or at once for eager scorers).
+  // float32 [B, V] on the scorer's device: the log_softmax after each prompt's last token, available
+  // once the prompts went through a forward (after prefill_deferred + extend, or at once for eager scorers).
   virtual at::Tensor prompt_logprobs() const { return deferred_; }
 
   // Appends n nodes to every request. tokens: int64 [B, n]; parents: int64 [B, n], each entry a slot
   // of the same request that exists before this node: a slot < length() at the call, or
   // length() + j for node j < i of this call; -1 marks a padding node (requests with fewer nodes
-  // than n, or finished ones). Any device (read on the CPU). Returns float32 [B, n, V] on the CPU,
-  // the log_softmax after each node. New node i of request b gets slot length() + i.
+  // than n, or finished ones). Any device (read on the CPU). Returns float32 [B, n, V] on the
+  // scorer's device, the log_softmax after each node. New node i of request b gets slot length() + i.
   virtual at::Tensor extend(const at::Tensor& tokens, const at::Tensor& parents) = 0;
 
   // Slots per request (prompt region incl. padding + all nodes).
@@ -63,6 +71,11 @@ class TreeScorer {
   // keep a node's ancestors (and the prompt) whenever they extend from it later.
   virtual void compact(const at::Tensor& keep) = 0;
 
+  // Forwards run and the time spent in them since construction (zero for scorers that do not count).
+  virtual ScorerCounters counters() const { return {}; }
+  // Where the forwards run (and their log-probs stay).
+  virtual at::Device device() const { return at::kCPU; }
+
  private:
   at::Tensor deferred_;  // float32 [B, V], CPU: the default prefill_deferred's eager result
 };
@@ -70,7 +83,8 @@ class TreeScorer {
 // TreeScorer over a LlamaModel and one KvCache whose batch row b is request b. Bookkeeping on the
 // CPU: per request a bool visibility matrix over its slots (row s = the slots s attends to) and a
 // position per slot; each forward builds the additive mask [B, n, past + n] from it. Forwards run
-// under InferenceMode on the model's device (inputs moved there), log-probs come back to the CPU.
+// under InferenceMode on the model's device (inputs moved there without blocking), and the
+// log-probs stay there. Forward time: wall clock on the CPU, CUDA events on a GPU (no sync).
 class LlamaTreeScorer final : public TreeScorer {
  public:
   explicit LlamaTreeScorer(model::LlamaModel model);
@@ -91,6 +105,8 @@ class LlamaTreeScorer final : public TreeScorer {
   const at::Tensor& positions() const { return positions_; }  // int64 [B, S], CPU
   const model::KvCache& cache() const { return cache_; }
   int64_t forward_calls() const { return forward_calls_; }
+  ScorerCounters counters() const override;
+  at::Device device() const override;
 
  private:
   at::Tensor run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& new_visible);
@@ -108,6 +124,12 @@ class LlamaTreeScorer final : public TreeScorer {
   at::Tensor pending_prompts_;  // int64 [B, width], CPU: prompts of prefill_deferred not yet fed; undefined once fed
   at::Tensor prompt_logprobs_;  // float32 [B, V], CPU: after the forward that fed the prompts
   int64_t forward_calls_ = 0;
+  // Forward timing: CPU seconds so far, plus CUDA event pairs not read yet (read once complete).
+  struct Timing;
+  std::shared_ptr<Timing> timing_;
+  // Starts/ends timing one forward (prefill or extend, incl. logits and log_softmax).
+  void begin_forward();
+  void end_forward();
 };
 
 }  // namespace atspeed::decode

@@ -128,9 +128,74 @@ void KvCache::compact(const at::Tensor& index) {
   }
 }
 
+void KvCache::gather(const at::Tensor& keep) {
+  const int64_t cur = length();
+  ATSPEED_CHECK(keep.dim() == 2 && keep.scalar_type() == at::kLong, "KvCache::gather: keep must be int64 [B, m]");
+  if (k.empty() || cur == 0) return;
+  const int64_t b = k[0].size(0), m = keep.size(1);
+  ATSPEED_CHECK(keep.size(0) == b, "KvCache::gather: keep has ", keep.size(0), " rows, the cache ", b);
+  ATSPEED_CHECK(m <= cur, "KvCache::gather: keeps ", m, " of ", cur, " tokens");
+  const at::Tensor keep_dev = keep.to(k[0].device());
+  for (size_t l = 0; l < k.size(); ++l) {
+    for (auto* t : {&k[l], &v[l]}) {
+      const at::Tensor idx = keep_dev.view({b, 1, m, 1}).expand({b, t->size(1), m, t->size(3)});
+      const at::Tensor kept = t->gather(2, idx);  // a new tensor: the store may be overwritten below
+      // Written back at the front of the same storage when the cache is a view of its own store.
+      if (store_ && store_.use_count() == 1 && t->is_alias_of((t == &k[l] ? store_->k : store_->v)[l])) {
+        at::Tensor& st = (t == &k[l] ? store_->k : store_->v)[l];
+        st.narrow(2, 0, m).copy_(kept);
+        *t = st.narrow(2, 0, m);
+      } else {
+        *t = kept;
+      }
+    }
+  }
+}
+
 void KvCache::clear() {
   k.clear();
   v.clear();
+  store_.reset();
+}
+
+int64_t KvCache::capacity() const {
+  return store_ && !store_->k.empty() && store_->k[0].defined() ? store_->k[0].size(2) : 0;
+}
+
+namespace {
+// True when view is store.narrow(2, 0, view.size(2)): same storage, offset and strides.
+bool is_prefix_of(const at::Tensor& view, const at::Tensor& store) {
+  return view.defined() && store.defined() && view.is_alias_of(store) &&
+         view.storage_offset() == store.storage_offset() && view.strides() == store.strides() &&
+         view.size(0) == store.size(0) && view.size(1) == store.size(1) && view.size(3) == store.size(3) &&
+         view.size(2) <= store.size(2);
+}
+}  // namespace
+
+void KvCache::append(size_t layer, const at::Tensor& k_new, const at::Tensor& v_new) {
+  ATSPEED_CHECK(layer < k.size() && k.size() == v.size(), "KvCache::append: layer ", layer, " of ", k.size());
+  // A store shared with a copy of this cache is left to the copy: this one moves to its own.
+  if (!store_ || store_.use_count() > 1) store_ = std::make_shared<Store>();
+  if (store_->k.size() < k.size()) {
+    store_->k.resize(k.size());
+    store_->v.resize(k.size());
+  }
+  const int64_t n = k_new.size(2);
+  for (int side = 0; side < 2; ++side) {
+    at::Tensor& view = side == 0 ? k[layer] : v[layer];
+    at::Tensor& store = side == 0 ? store_->k[layer] : store_->v[layer];
+    const at::Tensor& add = side == 0 ? k_new : v_new;
+    const int64_t past = view.defined() ? view.size(2) : 0;
+    if (!(is_prefix_of(view, store) && past + n <= store.size(2))) {
+      // Room for twice what is needed (at least 64 tokens), so a growing cache copies O(log) times.
+      const int64_t cap = std::max<int64_t>(2 * (past + n), 64);
+      at::Tensor grown = at::empty({add.size(0), add.size(1), cap, add.size(3)}, add.options());
+      if (past > 0) grown.narrow(2, 0, past).copy_(view);
+      store = grown;
+    }
+    store.narrow(2, past, n).copy_(add);
+    view = store.narrow(2, 0, past + n);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,30 +208,12 @@ at::Tensor causal_mask(int64_t batch, int64_t n, int64_t past, at::ScalarType dt
   return m.unsqueeze(0).expand({batch, n, past + n}).contiguous();
 }
 
-std::pair<at::Tensor, at::Tensor> rotary_cos_sin(const at::Tensor& positions, int64_t head_dim, double theta,
-                                                 at::ScalarType dtype) {
-  auto fopts = at::TensorOptions().dtype(at::kFloat).device(positions.device());
-  // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), computed in float32.
-  at::Tensor exponents = at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong).device(positions.device()))
-                             .to(at::kFloat) /
-                         static_cast<float>(head_dim);
-  at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, fopts), exponents);  // [head_dim/2] float32
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;            // [B, n, head_dim/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);                                    // [B, n, head_dim]
-  return {emb.cos().to(dtype), emb.sin().to(dtype)};
-}
-
 namespace {
-// HF rotate_half: cat(-x2, x1) over the last dim halves.
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// x: [B, heads, n, head_dim]; cos/sin: [B, n, head_dim].
-at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  return x * c + rotate_half(x) * s;
+// HF's x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1): x.roll(half) is cat(x2, x1)
+// and sin_signed carries the minus sign, so the products are HF's bit for bit.
+// x: [..., head_dim]; cos/sin_signed broadcast against it.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin_signed) {
+  return x * cos + x.roll(x.size(-1) / 2, -1) * sin_signed;
 }
 
 // HF repeat_kv: [B, kv, T, d] -> [B, kv*rep, T, d], head h uses kv head h / rep.
@@ -214,34 +261,97 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaOptions& o)
   o_proj = register_module("o_proj", linear(num_heads * head_dim, o.hidden_size, o.param_dtype));
 }
 
-at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                       const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache) {
+namespace {
+// The weights of `parts` concatenated along dim 0, each part's data made a view of it, so the model
+// holds every weight once and optimizer steps or loads into a part are seen by the fused weight.
+// Rebuilt when a part no longer lives there (model.to(), or a tensor replaced by set_data).
+const at::Tensor& fused_weight(at::Tensor& fused, std::initializer_list<torch::nn::Linear*> parts) {
+  bool fresh = fused.defined();
+  int64_t offset = 0;
+  for (auto* p : parts) {
+    const at::Tensor& w = (*p)->weight;
+    fresh = fresh && w.is_alias_of(fused) && w.is_contiguous() && w.scalar_type() == fused.scalar_type() &&
+            w.storage_offset() == fused.storage_offset() + offset && w.size(1) == fused.size(1);
+    offset += w.numel();
+  }
+  if (fresh && offset == fused.numel()) return fused;
+  // Outside inference mode, so the parameters stay usable for training afterwards.
+  c10::InferenceMode normal(false);
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> ws;
+  for (auto* p : parts) ws.push_back((*p)->weight.detach());
+  fused = at::cat(ws, 0);
+  int64_t row = 0;
+  for (auto* p : parts) {
+    const int64_t rows = (*p)->weight.size(0);
+    (*p)->weight.set_data(fused.narrow(0, row, rows));
+    row += rows;
+  }
+  return fused;
+}
+}  // namespace
+
+namespace {
+// HF's eager attention: q [B, H, n, d], k/v [B, KV, T, d], mask [B, n, T] additive; scores and softmax
+// in float32. Returns [B, H, n, d].
+at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                           int64_t rep, int64_t head_dim) {
+  const at::Tensor kr = repeat_kv(k, rep), vr = repeat_kv(v, rep);  // [B, H, T, d]
+  at::Tensor scores = at::matmul(q, kr.transpose(2, 3)).to(at::kFloat) / std::sqrt(static_cast<double>(head_dim));
+  scores = scores + mask.to(at::kFloat).unsqueeze(1);  // [B, H, n, T]
+  const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
+  return at::matmul(probs, vr);
+}
+}  // namespace
+
+at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const Rope& rope, const at::Tensor& mask, KvCache* cache,
+                                       size_t layer) {
   const int64_t b = x.size(0), n = x.size(1);
+  if (!at::GradMode::is_enabled()) {
+    // One projection for q, k and v: [B, n, H + 2 KV, d].
+    const at::Tensor qkv = at::linear(x, fused_weight(qkv_weight_, {&q_proj, &k_proj, &v_proj}))
+                               .view({b, n, num_heads + 2 * num_kv_heads, head_dim});
+    // Rotary over the q and k heads at once; cos/sin [B, n, d] broadcast over the heads.
+    const at::Tensor qk = apply_rotary(qkv.narrow(2, 0, num_heads + num_kv_heads), rope.cos.unsqueeze(2),
+                                       rope.sin_signed.unsqueeze(2));  // [B, n, H + KV, d]
+    const at::Tensor q = qk.narrow(2, 0, num_heads).transpose(1, 2);  // [B, H, n, d]
+    at::Tensor k = qk.narrow(2, num_heads, num_kv_heads).transpose(1, 2);  // [B, KV, n, d]
+    at::Tensor v = qkv.narrow(2, num_heads + num_kv_heads, num_kv_heads).transpose(1, 2);
+    if (cache != nullptr) {
+      cache->append(layer, k, v);
+      k = cache->k[layer];
+      v = cache->v[layer];
+    }
+    // float32/64: one fused kernel (mask [B, n, T] -> [B, 1, n, T] in the query's dtype). bf16 keeps
+    // HF's eager arithmetic (scores and softmax in float32): the CPU's fused kernel computes them in
+    // bf16, which moved strict-vs-target lists beyond the near-tie bound of the device tests.
+    const at::Tensor out = q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble
+                               ? at::scaled_dot_product_attention(q, k, v, mask.unsqueeze(1), 0.0, false, std::nullopt,
+                                                                  /*enable_gqa=*/num_heads != num_kv_heads)
+                               : eager_attention(q, k, v, mask, num_heads / num_kv_heads, head_dim);
+    return o_proj->forward(out.transpose(1, 2).reshape({b, n, num_heads * head_dim}));
+  }
   at::Tensor q = q_proj->forward(x).view({b, n, num_heads, head_dim}).transpose(1, 2);     // [B, H, n, d]
   at::Tensor k = k_proj->forward(x).view({b, n, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, n, d]
   at::Tensor v = v_proj->forward(x).view({b, n, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, n, d]
-  q = apply_rotary(q, cos, sin);
-  k = apply_rotary(k, cos, sin);
-  if (k_cache != nullptr) {
-    if (k_cache->defined() && k_cache->size(2) > 0) {
-      k = at::cat({*k_cache, k}, 2);
-      v = at::cat({*v_cache, v}, 2);
+  const at::Tensor cos = rope.cos.unsqueeze(1), sin_signed = rope.sin_signed.unsqueeze(1);
+  q = apply_rotary(q, cos, sin_signed);
+  k = apply_rotary(k, cos, sin_signed);
+  if (cache != nullptr) {
+    at::Tensor& k_cache = cache->k[layer];
+    at::Tensor& v_cache = cache->v[layer];
+    if (k_cache.defined() && k_cache.size(2) > 0) {
+      k = at::cat({k_cache, k}, 2);
+      v = at::cat({v_cache, v}, 2);
     } else {
       k = k.contiguous();
       v = v.contiguous();
     }
-    *k_cache = k;
-    *v_cache = v;
+    k_cache = k;
+    v_cache = v;
   }
-  const int64_t rep = num_heads / num_kv_heads;
-  const at::Tensor kr = repeat_kv(k, rep), vr = repeat_kv(v, rep);  // [B, H, T, d]
-  // Scores and softmax in float32, as HF's eager attention does.
-  at::Tensor scores = at::matmul(q, kr.transpose(2, 3)).to(at::kFloat) / std::sqrt(static_cast<double>(head_dim));
-  scores = scores + mask.to(at::kFloat).unsqueeze(1);  // [B, H, n, T]
-  at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs, vr);  // [B, H, n, d]
-  out = out.transpose(1, 2).reshape({b, n, num_heads * head_dim});
-  return o_proj->forward(out);
+  const at::Tensor out = eager_attention(q, k, v, mask, num_heads / num_kv_heads, head_dim);  // [B, H, n, d]
+  return o_proj->forward(out.transpose(1, 2).reshape({b, n, num_heads * head_dim}));
 }
 
 LlamaMLPImpl::LlamaMLPImpl(const LlamaOptions& o) {
@@ -252,6 +362,11 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaOptions& o) {
 }
 
 at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
+  if (!at::GradMode::is_enabled()) {
+    const int64_t inter = gate_proj->weight.size(0);
+    const at::Tensor gu = at::linear(x, fused_weight(gate_up_weight_, {&gate_proj, &up_proj}));  // [..., 2 I]
+    return down_proj->forward(at::silu(gu.narrow(-1, 0, inter)) * gu.narrow(-1, inter, inter));
+  }
   return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
 }
 
@@ -262,10 +377,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaOptions& o) {
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(o.hidden_size, o.rms_norm_eps, o.param_dtype));
 }
 
-at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                          const at::Tensor& mask, at::Tensor* k_cache, at::Tensor* v_cache,
-                                          Communicator* tp) {
-  at::Tensor a = self_attn->forward(input_layernorm->forward(x), cos, sin, mask, k_cache, v_cache);
+at::Tensor LlamaDecoderLayerImpl::forward(const at::Tensor& x, const Rope& rope, const at::Tensor& mask, KvCache* cache,
+                                          size_t layer, Communicator* tp) {
+  at::Tensor a = self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
   if (tp != nullptr) tp->all_reduce(a, ReduceOp::Sum);  // row-parallel o_proj: sum the partial products
   at::Tensor h = x + a;
   at::Tensor m = mlp->forward(post_attention_layernorm->forward(h));
@@ -344,13 +458,28 @@ at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Ten
     ATSPEED_CHECK(past == 0 || cache->k[0].size(0) == b, "KvCache batch ", cache->k[0].size(0), " != ", b);
   }
   at::Tensor h = model->embed_tokens->forward(tokens);  // [B, n, hidden]
-  auto [cos, sin] = rotary_cos_sin(positions, options_.head_dim(), options_.rope_theta, h.scalar_type());
-  const at::Tensor mask = attn_mask.to(h.device());
+  const int64_t head_dim = options_.head_dim(), half = head_dim / 2;
+  if (!inv_freq_.defined() || inv_freq_.device() != h.device()) {
+    // HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), in float32; kept outside inference mode.
+    c10::InferenceMode normal(false);
+    auto fopts = at::TensorOptions().dtype(at::kFloat).device(h.device());
+    at::Tensor exponents = at::arange(0, head_dim, 2, fopts.dtype(at::kLong)).to(at::kFloat) / static_cast<float>(head_dim);
+    inv_freq_ = 1.0 / at::pow(at::scalar_tensor(options_.rope_theta, fopts), exponents);
+  }
+  Rope rope;
+  {
+    at::Tensor freqs = positions.to(h.device()).to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, n, d/2]
+    at::Tensor emb = at::cat({freqs, freqs}, -1);                                           // [B, n, d]
+    rope.cos = emb.cos().to(h.scalar_type());
+    rope.sin = emb.sin().to(h.scalar_type());
+    rope.sin_signed = at::cat({-rope.sin.narrow(-1, 0, half), rope.sin.narrow(-1, half, head_dim - half)}, -1);
+  }
+  // The inference path's attention takes the mask in the model dtype; the eager path casts to float32.
+  const at::Tensor mask = at::GradMode::is_enabled() ? attn_mask.to(h.device())
+                                                     : attn_mask.to(h.device(), h.scalar_type());
   for (int64_t i = 0; i < num_layers; ++i) {
     auto layer = model->layers->ptr<LlamaDecoderLayerImpl>(i);
-    at::Tensor* kc = cache != nullptr ? &cache->k[i] : nullptr;
-    at::Tensor* vc = cache != nullptr ? &cache->v[i] : nullptr;
-    h = layer->forward(h, cos, sin, mask, kc, vc, tp_group_);
+    h = layer->forward(h, rope, mask, cache, static_cast<size_t>(i), tp_group_);
   }
   return model->norm->forward(h);
 }

@@ -32,6 +32,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,8 +83,22 @@ TpSlice tp_slice_of(const std::string& param_name, const std::vector<int64_t>& f
 // The shard of a full parameter tensor (a view: narrow along the split dim).
 at::Tensor tp_shard(const at::Tensor& full, const std::string& param_name, int64_t rank, int64_t size);
 
+// Rotary tables of one forward: x * cos + rotate_half(x) * sin, computed as
+// x * cos + x.roll(head_dim / 2) * sin_signed (the same products, in one pass and with one copy).
+struct Rope {
+  at::Tensor cos;         // [B, n, head_dim], model dtype
+  at::Tensor sin;         // [B, n, head_dim], model dtype
+  at::Tensor sin_signed;  // [B, n, head_dim]: sin with its first half negated
+};
+
 // Per-layer key/value cache. Token j of the cache is sequence slot j (the column order the
 // attention masks refer to), independent of its position id.
+//
+// Inference forwards append in place: k[l] and v[l] are views of the first length() tokens of a
+// larger store, and new tokens are written into its spare room (no concatenation of the whole
+// cache per forward; the store doubles when full). Anything may still assign k[l]/v[l] a fresh
+// tensor (a gather, an index_select): the next append then copies it into a new store. Copies of a
+// KvCache share the store until one of them appends, which first moves that one to its own store.
 struct KvCache {
   // kv_heads below is this rank's: num_key_value_heads / tp_size. Every operation works on dim 2
   // (or gathers along it), so the cache is agnostic of how many heads dim 1 holds.
@@ -97,9 +112,22 @@ struct KvCache {
   void truncate(int64_t len);
   // Keeps the tokens at index (int64 [len'], any order, values in [0, length())), in index order.
   void compact(const at::Tensor& index);
+  // Per batch row b keeps the tokens keep[b, :] (int64 [B, m], on the cache's device), in that order,
+  // written back into the store.
+  void gather(const at::Tensor& keep);
   void clear();
-};
+  // Appends k_new/v_new ([B, kv_heads, n, head_dim], any strides) to layer `layer`, in place when the
+  // store has room. Inference only (the store is written in place, which autograd cannot follow).
+  void append(size_t layer, const at::Tensor& k_new, const at::Tensor& v_new);
+  // Tokens the store of layer 0 can hold before the next reallocation (0 without a store).
+  int64_t capacity() const;
 
+ private:
+  struct Store {
+    std::vector<at::Tensor> k, v;  // per layer: [B, kv_heads, capacity, head_dim]
+  };
+  std::shared_ptr<Store> store_;
+};
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps, at::ScalarType dtype = at::kFloat);
@@ -112,22 +140,31 @@ TORCH_MODULE(RMSNorm);
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaOptions& o);
-  // x: [B, n, hidden]; cos/sin: [B, n, head_dim]; mask: [B, n, past+n] additive;
-  // k_cache/v_cache (both null for no cache): [B, kv_heads, past, head_dim] or undefined; on return they
-  // hold past+n tokens.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
-                     at::Tensor* k_cache, at::Tensor* v_cache);
+  // x: [B, n, hidden]; rope: the forward's rotary tables; mask: [B, n, past+n] additive;
+  // cache (nullable): layer `layer` holds past tokens before the call and past+n after it.
+  // With grad mode on: HF's eager attention, op for op (training). Without: the inference path, the
+  // same function with fewer ops: one fused q/k/v projection, one rotary pass over q and k together,
+  // K/V appended to the cache in place, and (float32) at::scaled_dot_product_attention with grouped
+  // heads; bf16 keeps the eager attention arithmetic.
+  at::Tensor forward(const at::Tensor& x, const Rope& rope, const at::Tensor& mask, KvCache* cache,
+                     size_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   // This rank's head counts (the config's divided by tp_size); head_dim is the model's.
   int64_t num_heads, num_kv_heads, head_dim;
+
+ private:
+  at::Tensor qkv_weight_;  // [(heads + 2 kv_heads) * head_dim, hidden]: q/k/v_proj.weight are views of it once fused
 };
 TORCH_MODULE(LlamaAttention);
 
 class LlamaMLPImpl : public torch::nn::Module {
  public:
   explicit LlamaMLPImpl(const LlamaOptions& o);
-  at::Tensor forward(const at::Tensor& x);  // down(silu(gate(x)) * up(x))
+  at::Tensor forward(const at::Tensor& x);  // down(silu(gate(x)) * up(x)); gate and up fused without grad mode
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  at::Tensor gate_up_weight_;  // [2 * intermediate, hidden]: gate/up_proj.weight are views of it once fused
 };
 TORCH_MODULE(LlamaMLP);
 
@@ -135,8 +172,8 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaOptions& o);
   // tp (nullable): the tensor-parallel group; the attention and MLP outputs are summed over it.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
-                     at::Tensor* k_cache, at::Tensor* v_cache, Communicator* tp = nullptr);
+  at::Tensor forward(const at::Tensor& x, const Rope& rope, const at::Tensor& mask, KvCache* cache, size_t layer,
+                     Communicator* tp = nullptr);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -188,14 +225,11 @@ class LlamaModelImpl : public torch::nn::Module {
  private:
   LlamaOptions options_;
   Communicator* tp_group_ = nullptr;  // non-owning; null unless tp_size > 1
+  at::Tensor inv_freq_;               // [head_dim / 2] float32 on the last forward's device: HF's rotary frequencies
 };
 TORCH_MODULE(LlamaModel);
 
 // Plain causal additive mask [B, n, past+n]: new token i sees all past tokens and new tokens 0..i.
 at::Tensor causal_mask(int64_t batch, int64_t n, int64_t past, at::ScalarType dtype, at::Device device);
-
-// Rotary cos/sin [B, n, head_dim] (float32 math, cast to dtype) for positions [B, n] int64.
-std::pair<at::Tensor, at::Tensor> rotary_cos_sin(const at::Tensor& positions, int64_t head_dim, double theta,
-                                                 at::ScalarType dtype);
 
 }  // namespace atspeed::model

@@ -14,6 +14,9 @@
 // differ are reported with their boundary gap: every difference must start at a near-tie below
 // kBf16NearTie.
 #include <ATen/ATen.h>
+#ifdef ATSPEED_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -221,6 +224,46 @@ train::TrainResult train_tiny(const test::TempDir& tmp, const std::string& run, 
   auto r = trainer.run();
   for (const auto& p : trainer.model().parameters()) params->push_back(p.detach().to(at::kCPU).clone());
   return r;
+}
+
+// Issue 19: the decode path keeps selection on the device and synchronises with the host only for
+// its one copy per forward (the allowed candidates' log-probs). Under c10's sync-debug mode set to
+// error, any other synchronisation (an .item(), a blocking copy, a nonzero) throws. On the CPU
+// instance the copies-per-forward count is checked alone.
+TEST_P(Device_CUDA, DecodeSynchronisesOnlyForItsOneCopyPerForward) {
+  const ItemCatalog catalog = test::random_catalog(300, 23);
+  PrefixTrie trie(catalog);
+  const int64_t vocab = catalog.vocab().size();
+  model::LlamaModel t = test::random_model(vocab, 1, 32, 2), d = test::random_model(vocab, 2, 16, 1);
+  decode::LlamaTreeScorer target(copy_model(t, at::kFloat, device()));
+  decode::LlamaTreeScorer draft(copy_model(d, at::kFloat, device()));
+  const auto prompts = test::prompts_for(3, 29);
+  decode::SearchOptions so;
+  so.beam_width = 5;
+  decode::SpeculativeOptions strict, relaxed;
+  strict.beam_width = relaxed.beam_width = 5;
+  strict.draft_width = relaxed.draft_width = 10;
+  relaxed.verification = decode::DecodeMode::Relaxed;
+  auto decode_all = [&] {
+    const int64_t forwards = target.counters().forwards + draft.counters().forwards;
+    const auto t = decode::TargetBeamSearch(target, trie, so).run(prompts);
+    const auto s = decode::SpeculativeBeamSearch(target, draft, trie, strict).run(prompts);
+    const auto r = decode::SpeculativeBeamSearch(target, draft, trie, relaxed).run(prompts);
+    const int64_t copies = t[0].stats.to_host.copies + s[0].stats.to_host.copies + r[0].stats.to_host.copies;
+    EXPECT_EQ(copies, target.counters().forwards + draft.counters().forwards - forwards);
+  };
+  decode_all();  // warm-up: fused weights, caches, allocator pools
+#ifdef ATSPEED_WITH_CUDA
+  if (device().is_cuda()) {
+    auto& state = c10::cuda::warning_state();
+    const auto saved = state.get_sync_debug_mode();
+    state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+    EXPECT_NO_THROW(decode_all()) << "a synchronisation besides the one copy per forward";
+    state.set_sync_debug_mode(saved);
+    return;
+  }
+#endif
+  decode_all();
 }
 
 TEST_P(Device_CUDA, TrainingStepsEqualCpu) {

@@ -269,6 +269,94 @@ TEST(LlamaCacheTest, TruncateThenRefeedEqualsOriginal) {
   expect_close(fresh, orig, "after truncate(0)");
 }
 
+// The inference path (no grad mode: fused q/k/v and gate/up projections, one rotary pass, K/V
+// appended in place, scaled_dot_product_attention) computes HF's eager function (grad mode).
+TEST(LlamaFastPathTest, InferenceEqualsEagerPath) {
+  for (int64_t kv : {int64_t{2}, int64_t{4}}) {
+    LlamaModel m = make_model(tiny_options(kv));
+    torch::manual_seed(3);
+    const int64_t b = 2, n = 6, more = 3;
+    at::Tensor tokens = torch::randint(0, 50, {b, n + more}, torch::kLong);
+    at::Tensor eager;
+    {
+      torch::AutoGradMode grad(true);
+      eager = m->forward(tokens, positions_from(0, n + more, b), causal_mask(b, n + more, 0, at::kFloat, at::kCPU)).detach();
+    }
+    torch::NoGradGuard g;
+    KvCache cache;
+    at::Tensor a = m->forward(tokens.narrow(1, 0, n), positions_from(0, n, b), causal_mask(b, n, 0, at::kFloat, at::kCPU), &cache);
+    at::Tensor c = m->forward(tokens.narrow(1, n, more), positions_from(n, more, b), causal_mask(b, more, n, at::kFloat, at::kCPU), &cache);
+    expect_close(torch::cat({a, c}, 1), eager, "fast path with cache vs eager, kv " + std::to_string(kv));
+  }
+}
+
+// The fused weights share storage with the parameters: an optimizer-style in-place update and a
+// replaced tensor (as model.to() does) are both seen by the next inference forward, and the
+// parameters stay trainable.
+TEST(LlamaFastPathTest, FusedWeightsFollowTheParameters) {
+  LlamaModel m = make_model(tiny_options(2));
+  const at::Tensor tokens = torch::randint(0, 50, {1, 5}, torch::kLong);
+  auto fast = [&] {
+    torch::NoGradGuard g;
+    return causal_logits(m, tokens);
+  };
+  auto eager = [&] {
+    torch::AutoGradMode grad(true);
+    return causal_logits(m, tokens).detach();
+  };
+  fast();
+  auto attn = m->model->layers->ptr<LlamaDecoderLayerImpl>(0)->self_attn;
+  auto mlp = m->model->layers->ptr<LlamaDecoderLayerImpl>(1)->mlp;
+  EXPECT_TRUE(attn->k_proj->weight.is_alias_of(attn->q_proj->weight)) << "q/k/v share one fused weight";
+  EXPECT_TRUE(mlp->up_proj->weight.is_alias_of(mlp->gate_proj->weight)) << "gate/up share one fused weight";
+  {
+    torch::NoGradGuard g;
+    attn->v_proj->weight.add_(0.5);  // in place, as an optimizer step
+  }
+  expect_close(fast(), eager(), "after an in-place update");
+  {
+    torch::NoGradGuard g;
+    mlp->gate_proj->weight.set_data(mlp->gate_proj->weight.detach().clone() * 2);  // replaced storage
+  }
+  expect_close(fast(), eager(), "after a replaced weight");
+  // Still trainable: gradients reach every projection.
+  torch::AutoGradMode grad(true);
+  causal_logits(m, tokens).sum().backward();
+  EXPECT_TRUE(attn->q_proj->weight.grad().defined());
+  EXPECT_TRUE(mlp->up_proj->weight.grad().defined());
+}
+
+// K/V are written into spare room of the store (no reallocation while it lasts); a copy of a cache
+// keeps its tokens when the original truncates and appends over them.
+TEST(LlamaCacheTest, AppendsInPlaceAndCopiesStayIntact) {
+  LlamaModel m = make_model(tiny_options(2));
+  torch::NoGradGuard g;
+  const at::Tensor tokens = torch::randint(0, 50, {1, 8}, torch::kLong);
+  KvCache cache;
+  m->forward(tokens.narrow(1, 0, 4), positions_from(0, 4), causal_mask(1, 4, 0, at::kFloat, at::kCPU), &cache);
+  const int64_t cap = cache.capacity();
+  EXPECT_GE(cap, 8);
+  const void* store = cache.k[0].data_ptr();
+  m->forward(tokens.narrow(1, 4, 2), positions_from(4, 2), causal_mask(1, 2, 4, at::kFloat, at::kCPU), &cache);
+  EXPECT_EQ(cache.k[0].data_ptr(), store) << "appended in place";
+  EXPECT_EQ(cache.capacity(), cap);
+  KvCache copy = cache;
+  const at::Tensor copy_k = copy.k[1].clone();
+  cache.truncate(5);
+  m->forward(tokens.narrow(1, 6, 1), positions_from(5, 1), causal_mask(1, 1, 5, at::kFloat, at::kCPU), &cache);
+  EXPECT_TRUE(torch::equal(copy.k[1], copy_k)) << "the copy's tokens were overwritten";
+  // Growing past the capacity reallocates and keeps every token.
+  KvCache grow;
+  const at::Tensor long_tokens = torch::randint(0, 50, {1, 70}, torch::kLong);
+  at::Tensor full = causal_logits(m, long_tokens);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < 70; t += 10) {
+    steps.push_back(m->forward(long_tokens.narrow(1, t, 10), positions_from(t, 10), causal_mask(1, 10, t, at::kFloat, at::kCPU), &grow));
+  }
+  EXPECT_GE(grow.capacity(), 70);
+  expect_close(torch::cat(steps, 1), full, "chunks through a growing store");
+}
+
 TEST(LlamaModelTest, RejectsBadMaskShape) {
   LlamaModel m = make_model(tiny_options(2));
   torch::NoGradGuard g;
@@ -348,6 +436,8 @@ TEST(LlamaModelTest, ShippedModelShapes) {
   // The paper's models with the LLaMA tokenizer's 32,000 ids: 6.74B and 68M parameters.
   EXPECT_NEAR(static_cast<double>(parameter_count(shipped("target_llama7b", 32000))), 6.738e9, 0.01e9);
   EXPECT_NEAR(static_cast<double>(parameter_count(shipped("draft_llama68m", 32000))), 68.0e6, 0.5e6);
+  // TinyLlama-1.1B's shape: 1,100,048,384 parameters.
+  EXPECT_NEAR(static_cast<double>(parameter_count(shipped("target_llama1b", 32000))), 1.100e9, 0.001e9);
   // draft_small needs at least 10x fewer FLOPs per token than target_small (68M vs 7B is ~100x),
   // at the mean Beauty prompt length (about 40 tokens) and at the longest (102).
   for (int64_t context : {40, 102}) {

@@ -323,6 +323,48 @@ TEST(SpeculativeLlamaTest, DraftEqualToTargetUsesFewTargetForwards) {
   }
 }
 
+// The lean path's contract (issue 19): every forward a search reads costs exactly one copy to the
+// host, of the constraint-allowed log-probs only (never whole [rows, V] rows), and the decode time
+// splits into forwards and the rest.
+TEST(SpeculativeLlamaTest, OneSmallCopyToTheHostPerForward) {
+  const ItemCatalog catalog = random_catalog(300, 43);
+  PrefixTrie trie(catalog);
+  const int64_t vocab = catalog.vocab().size();
+  LlamaTreeScorer target(tiny_llama(vocab, 32, 2, 5));
+  LlamaTreeScorer draft(tiny_llama(vocab, 16, 1, 6));
+  const auto prompts = prompts_for(3, 47);
+  const int64_t widest = static_cast<int64_t>(trie.allowed({}).size());  // a level's codes: the most a row allows
+  for (int64_t k : {1, 5}) {
+    SearchOptions so;
+    so.beam_width = k;
+    const int64_t t0 = target.counters().forwards;
+    const auto base = TargetBeamSearch(target, trie, so).run(prompts);
+    const int64_t forwards = target.counters().forwards - t0;
+    const TransferStats& tb = base[0].stats.to_host;
+    EXPECT_EQ(tb.copies, forwards) << "K=" << k;
+    // At most K rows per request, each at most `widest` values; dense rows would be V each.
+    EXPECT_LE(tb.bytes, forwards * static_cast<int64_t>(prompts.size()) * k * widest * 4) << "K=" << k;
+    EXPECT_LT(tb.bytes, forwards * static_cast<int64_t>(prompts.size()) * vocab * 4) << "K=" << k;
+    EXPECT_GT(base[0].stats.forward_seconds, 0.0);
+    EXPECT_LE(base[0].stats.forward_seconds, base[0].stats.seconds);
+    for (DecodeMode mode : {DecodeMode::Strict, DecodeMode::Relaxed}) {
+      SpeculativeOptions o;
+      o.beam_width = k;
+      o.draft_width = 10;
+      o.verification = mode;
+      const int64_t tf = target.counters().forwards, df = draft.counters().forwards;
+      const auto got = SpeculativeBeamSearch(target, draft, trie, o).run(prompts);
+      const int64_t both = target.counters().forwards - tf + draft.counters().forwards - df;
+      const SpeculativeStats& st = got[0].stats;
+      EXPECT_EQ(st.to_host.copies, both) << mode.name() << " K=" << k;
+      EXPECT_GT(st.to_host.bytes, 0);
+      EXPECT_GT(st.target_forward_seconds, 0.0);
+      EXPECT_GT(st.draft_forward_seconds, 0.0);
+      EXPECT_LE(st.target_forward_seconds + st.draft_forward_seconds, st.seconds);
+    }
+  }
+}
+
 TEST(SpeculativeLlamaTest, DeferredPrefillEqualsPrefillThenExtend) {
   const ItemCatalog catalog = random_catalog(300, 31);
   const int64_t vocab = catalog.vocab().size();

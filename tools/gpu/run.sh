@@ -8,8 +8,11 @@
 #           found" falls back to building here), atspeed --version, bf16 matmul; writes
 #           $OUT/smoke.json before anything else runs
 #   tests   the *_CUDA tests (each on cpu and cuda), JUnit XML
-#   bench   bench decode on the carried quickstart pair (fp32 and bf16, K 1/5/20, batch 1 and 8),
-#           training tokens/s of a target (target_small) and a draft (quickstart_draft) on the GPU
+#   bench   bench forward (opt-in, below), then bench decode on the carried quickstart pair (fp32 and
+#           bf16, K 1/5/20, batch 1 and 8: the strict-identity check, the time split into target
+#           forwards / draft forwards / rest, copies and bytes to the host per forward, and with
+#           bench forward's JSON the projected speedup at the 7B/68M shapes), training tokens/s of
+#           a target (target_small) and a draft (quickstart_draft) on the GPU
 #   forward the paper's shapes (7B target, 68M draft) in bf16 through HF transformers
 #           (tools/gpu/forward_cost.py): forward time against new tokens
 #   table   a short summary, printed last and written to $OUT/summary.md
@@ -174,6 +177,20 @@ EOF
 stage tests 90 "$build/tests/atspeed_tests" --gtest_filter='*_CUDA*' --gtest_output="xml:$work/cuda_tests.xml"
 
 # --- benchmarks ----------------------------------------------------------------------------------
+# atspeed's own forward at the paper's shapes (7B target, 68M draft, the LLaMA + LC-Rec vocabulary)
+# and at ours, bf16 on the GPU (the 7B is built on the host first: about 27 GB of RAM).
+forward_models=(target_llama7b draft_llama68m target_deep draft_shallow target_small quickstart_draft)
+forward_args=(--device cuda --dtype bfloat16 --vocab 33024 --context 160)
+project=(--project-target target_llama7b --project-draft draft_llama68m)
+[ $dry = 1 ] && forward_models=(target_deep draft_shallow) && forward_args=(--device cpu --context 40) &&
+  project=(--project-target target_deep --project-draft draft_shallow)
+stage bench_forward 120 "$bin" bench forward --models "${forward_models[@]}" "${forward_args[@]}" --reps 10 \
+  --json "$work/bench_forward.json" run.threads=$threads run.out_dir="$work/forward"
+
+# When it ran, bench decode prices its forward traces with these curves: the projected speedup of
+# the same decodes at the 7B/68M shapes (a projection, labelled so in the table).
+[ -f "$work/bench_forward.json" ] && project+=(--project "$work/bench_forward.json") || project=()
+
 data=(data="$ATSPEED_KIT_DATA" data.dir="$kit/shared/data/amazon/$ATSPEED_KIT_DATA")
 users=200
 [ $dry = 1 ] && users=20
@@ -183,7 +200,7 @@ for dt in float32 bfloat16; do
   [ $dt = float32 ] && methods+=(auto)
   stage "decode_$dt" 60 "$bin" bench decode --target "$kit/models/quickstart_target.h5" \
     --draft "$kit/models/quickstart_draft.h5" --users $users --ks 1 5 20 --batch-sizes 1 8 \
-    --methods "${methods[@]}" --calib-users 16 --json "$work/bench_decode_$dt.json" --plot none -- "${data[@]}" \
+    --methods "${methods[@]}" --calib-users 16 --json "$work/bench_decode_$dt.json" --plot none "${project[@]}" -- "${data[@]}" \
     decode.device=$device decode.dtype=$dt run.threads=$threads run.out_dir="$work/decode_$dt" \
     decode.auto.cache_dir="$work/plans"
 done
@@ -195,14 +212,6 @@ for m in target_small quickstart_draft; do
     train.device=$device train.max_steps=$steps train.eval_every=0 train.checkpoint_every=0 train.log_every=10 \
     run.threads=$threads run.out_dir="$work/train_$m"
 done
-
-# atspeed's own forward at the paper's shapes (7B target, 68M draft, the LLaMA + LC-Rec vocabulary)
-# and at ours, bf16 on the GPU (the 7B is built on the host first: about 27 GB of RAM).
-forward_models=(target_llama7b draft_llama68m target_deep draft_shallow target_small quickstart_draft)
-forward_args=(--device cuda --dtype bfloat16 --vocab 33024 --context 160)
-[ $dry = 1 ] && forward_models=(target_deep draft_shallow) && forward_args=(--device cpu --context 40)
-stage bench_forward 120 "$bin" bench forward --models "${forward_models[@]}" "${forward_args[@]}" --reps 10 \
-  --json "$work/bench_forward.json" run.threads=$threads run.out_dir="$work/forward"
 
 # The paper's shapes (LLaMA-7B target, LLaMA-68M draft) through HF transformers, bf16.
 [ $dry = 0 ] && stage forward_cost 35 env -u LD_LIBRARY_PATH "$py" tools/gpu/forward_cost.py --json "$work/forward_cost.json"
