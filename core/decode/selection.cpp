@@ -33,7 +33,7 @@ class AllowThisSync {
 }  // namespace
 
 at::Tensor to_device_async(const at::Tensor& host, const at::Device& device) {
-  if (device.is_cpu()) return host;
+  if (device.is_cpu() || host.device() == device) return host;
   // A pinned staging copy lets the host-to-device copy run without blocking the host.
   return host.pin_memory().to(device, /*non_blocking=*/true);
 }
@@ -58,6 +58,32 @@ AllowedRows gather_allowed(const std::vector<at::Tensor>& parts, const std::vect
   AllowedRows out(allowed.size());
   if (allowed.empty()) return out;
   const int64_t vocab = parts[0].size(1);
+  if (parts[0].device().is_cpu()) {
+    // The rows are in host memory already: read the allowed entries in place (what the gather and
+    // the copy below produce, without building an index).
+    int64_t total = 0;
+    size_t row = 0;
+    for (const auto& p : parts) {
+      const at::Tensor t = p.stride(1) == 1 ? p : p.contiguous();
+      const float* base = t.data_ptr<float>();
+      for (int64_t i = 0; i < t.size(0); ++i, ++row) {
+        const float* r = base + i * t.stride(0);
+        out[row].tokens = allowed[row];
+        out[row].logprobs.resize(allowed[row].size());
+        for (size_t j = 0; j < allowed[row].size(); ++j) {
+          const int64_t tok = allowed[row][j];
+          ATSPEED_CHECK(tok >= 0 && tok < vocab, "gather_allowed: allowed token ", tok, " outside the vocabulary ", vocab);
+          out[row].logprobs[j] = r[tok];
+        }
+        total += static_cast<int64_t>(allowed[row].size());
+      }
+    }
+    if (stats != nullptr) {
+      stats->copies += 1;
+      stats->bytes += total * static_cast<int64_t>(sizeof(float));
+    }
+    return out;
+  }
   // Per part, flat indices into it (row-major: its row i, token t is i * V + t).
   std::vector<at::Tensor> values;
   int64_t total = 0;
