@@ -41,6 +41,23 @@ def main(root):
             print(f"| {k} | {b} | {m} | {cell('median_ms', 1, '{:.2f}')} | {cell('target_forward_fraction', 100)} | "
                   f"{cell('draft_forward_fraction', 100)} | {cell('rest_fraction', 100)} | {cell('rest_ms_per_request', 1, '{:.2f}')} | "
                   f"{cell('copies_per_forward', 1, '{:.2f}')} | {cell('bytes_per_forward', 1 / 1024, '{:.1f}')} |")
+        print(f"\n{title}, strict N=40 against target beam search (after, median over {len(after)} rounds): speedup as "
+              "ratio of totals, measured and as this machine's cost model prices the run's forward traces, and the "
+              "same traces priced by the H200's 7B/68M curves (a projection)\n")
+        print("| K | batch | measured | forwards only (error) | + measured rest (error) | projected at 7B/68M on the H200 |")
+        print("|---|---|---|---|---|---|")
+        errs = []
+        for key in sorted(k for k in after[0] if "projection_local" in after[0][k]):
+            vals = [r[key] for r in after if key in r and "projection_local" in r[key]]
+            pm = lambda f: statistics.median(v["projection_local"][f] for v in vals)
+            errs += [abs(v["projection_local"]["forwards_only_error"]) for v in vals]
+            proj = statistics.median(v.get("projected_speedup", float("nan")) for v in vals)
+            print(f"| {key[0]} | {key[1]} | {pm('measured_speedup_total'):.2f}x | {pm('forwards_only'):.2f}x "
+                  f"({100 * pm('forwards_only_error'):+.0f}%) | {pm('with_rest'):.2f}x ({100 * pm('with_rest_error'):+.0f}%) | "
+                  f"{proj:.2f}x |")
+        if errs:
+            print(f"\nforwards-only projection error over all {len(errs)} runs: median |error| "
+                  f"{100 * statistics.median(errs):.0f}%, max {100 * max(errs):.0f}%")
 
 
 if __name__ == "__main__":
