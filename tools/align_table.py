@@ -2,7 +2,7 @@
 """Markdown tables of the draft-alignment comparison (launch/align.sh): one row per draft, one
 column per K, from the `bench decode` JSON files given on the command line (one per draft; the
 draft's run directory names it: runs/align/<ds>-<objective>-a<alpha>-e<epochs>/bench_align.json (-s<steps>
-for a step budget), or
+for a step budget; the paper protocol's runs/align/<ds>-h<size>-<objective>-a<alpha>-wd<wd>-e<epochs>), or
 runs/<ds>-draft/bench_align.json for the CE draft every run starts from).
 
 Cells: accepted levels per round / target forwards per request, for strict (AtSpeed-S, N=40)
@@ -17,9 +17,12 @@ import sys
 
 def draft_name(path):
     d = os.path.basename(os.path.dirname(path))
-    m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)-([es])([0-9]+)$", d)
+    # The paper protocol's runs (align.sh paper) add the size and the weight decay:
+    # runs/align/<ds>-h<size>-<objective>[-scratch]-a<alpha>-wd<wd>-e<epochs>.
+    m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)(?:-wd([0-9.]+))?-([es])([0-9]+)$", d)
     if m:
-        return m.group(1), m.group(2), m.group(4) + (" steps" if m.group(3) == "s" else "")
+        obj = m.group(1) + (f" (wd {m.group(3)})" if m.group(3) else "")
+        return obj, m.group(2), m.group(5) + (" steps" if m.group(4) == "s" else "")
     return "start (CE draft)", "-", "-"
 
 
