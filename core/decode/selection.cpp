@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cstring>
 #ifdef ATSPEED_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -58,10 +57,14 @@ AllowedRows gather_allowed(const std::vector<at::Tensor>& parts, const std::vect
   AllowedRows out(allowed.size());
   if (allowed.empty()) return out;
   const int64_t vocab = parts[0].size(1);
+  int64_t total = 0;
+  for (const auto& a : allowed) {
+    for (int64_t t : a) ATSPEED_CHECK(t >= 0 && t < vocab, "gather_allowed: allowed token ", t, " outside the vocabulary ", vocab);
+    total += static_cast<int64_t>(a.size());
+  }
   if (parts[0].device().is_cpu()) {
     // The rows are in host memory already: read the allowed entries in place (what the gather and
     // the copy below produce, without building an index).
-    int64_t total = 0;
     size_t row = 0;
     for (const auto& p : parts) {
       const at::Tensor t = p.stride(1) == 1 ? p : p.contiguous();
@@ -69,57 +72,37 @@ AllowedRows gather_allowed(const std::vector<at::Tensor>& parts, const std::vect
       for (int64_t i = 0; i < t.size(0); ++i, ++row) {
         const float* r = base + i * t.stride(0);
         out[row].tokens = allowed[row];
-        out[row].logprobs.resize(allowed[row].size());
-        for (size_t j = 0; j < allowed[row].size(); ++j) {
-          const int64_t tok = allowed[row][j];
-          ATSPEED_CHECK(tok >= 0 && tok < vocab, "gather_allowed: allowed token ", tok, " outside the vocabulary ", vocab);
-          out[row].logprobs[j] = r[tok];
-        }
-        total += static_cast<int64_t>(allowed[row].size());
+        out[row].logprobs.reserve(allowed[row].size());
+        for (int64_t tok : allowed[row]) out[row].logprobs.push_back(r[tok]);
       }
     }
-    if (stats != nullptr) {
-      stats->copies += 1;
-      stats->bytes += total * static_cast<int64_t>(sizeof(float));
-    }
-    return out;
-  }
-  // Per part, flat indices into it (row-major: its row i, token t is i * V + t).
-  std::vector<at::Tensor> values;
-  int64_t total = 0;
-  size_t row = 0;
-  for (const auto& p : parts) {
-    int64_t count = 0;
-    for (int64_t i = 0; i < p.size(0); ++i) count += static_cast<int64_t>(allowed[row + static_cast<size_t>(i)].size());
-    if (count > 0) {
-      at::Tensor index = at::empty({count}, at::kLong);
-      int64_t* ix = index.data_ptr<int64_t>();
+  } else {
+    // Per part, flat indices into it (row-major: its row i, token t is i * V + t), gathered on the
+    // device; then one copy of all the values.
+    std::vector<at::Tensor> values;
+    size_t row = 0;
+    for (const auto& p : parts) {
+      std::vector<int64_t> index;
       for (int64_t i = 0; i < p.size(0); ++i) {
-        for (int64_t t : allowed[row + static_cast<size_t>(i)]) {
-          ATSPEED_CHECK(t >= 0 && t < vocab, "gather_allowed: allowed token ", t, " outside the vocabulary ", vocab);
-          *ix++ = i * vocab + t;
-        }
+        for (int64_t t : allowed[row + static_cast<size_t>(i)]) index.push_back(i * vocab + t);
       }
-      const at::Tensor flat = p.is_contiguous() ? p.view({-1}) : p.reshape({-1});
-      values.push_back(flat.index_select(0, to_device_async(index, p.device())));
+      if (!index.empty()) {
+        const at::Tensor flat = p.is_contiguous() ? p.view({-1}) : p.reshape({-1});
+        values.push_back(flat.index_select(0, to_device_async(at::tensor(index, at::kLong), p.device())));
+      }
+      row += static_cast<size_t>(p.size(0));
     }
-    total += count;
-    row += static_cast<size_t>(p.size(0));
-  }
-  at::Tensor host;
-  if (total > 0) {
-    host = values.size() == 1 ? values[0] : at::cat(values, 0);
-    if (!host.device().is_cpu()) {
+    at::Tensor host;
+    if (total > 0) {
       const AllowThisSync allow;
-      host = host.cpu();  // the one device-to-host copy
+      host = (values.size() == 1 ? values[0] : at::cat(values, 0)).cpu().contiguous();  // the one copy
     }
-    host = host.contiguous();
-  }
-  const float* v = total > 0 ? host.data_ptr<float>() : nullptr;
-  for (size_t i = 0; i < allowed.size(); ++i) {
-    out[i].tokens = allowed[i];
-    out[i].logprobs.assign(v, v + allowed[i].size());
-    v += allowed[i].size();
+    const float* v = total > 0 ? host.data_ptr<float>() : nullptr;
+    for (size_t i = 0; i < allowed.size(); ++i) {
+      out[i].tokens = allowed[i];
+      out[i].logprobs.assign(v, v + allowed[i].size());
+      v += allowed[i].size();
+    }
   }
   if (stats != nullptr) {
     stats->copies += 1;

@@ -26,6 +26,12 @@ LlamaTreeScorer::LlamaTreeScorer(model::LlamaModel model) : model_(std::move(mod
 }
 
 namespace {
+// What every forward returns: the full-vocabulary log_softmax of the logits (SPEC §2.1), float32.
+at::Tensor log_probs(model::LlamaModel& model, const at::Tensor& hidden) {
+  c10::InferenceMode guard;
+  return torch::log_softmax(model->logits(hidden).to(at::kFloat), -1);
+}
+
 c10::Event recorded_event(const at::Device& device) {
   c10::Event e(device.type(), c10::EventFlag::BACKEND_DEFAULT);  // timing enabled
   e.record(c10::impl::VirtualGuardImpl(device.type()).getStream(device));
@@ -52,7 +58,8 @@ void LlamaTreeScorer::end_forward() {
   }
 }
 
-at::Device LlamaTreeScorer::device() const { return model_->parameters().front().device(); }
+// One parameter, not parameters(): this runs several times per forward and parameters() builds a vector.
+at::Device LlamaTreeScorer::device() const { return model_->model->embed_tokens->weight.device(); }
 
 ScorerCounters LlamaTreeScorer::counters() const {
   // Event pairs are read once the device passed them (a search's copy to the host waits for that);
@@ -78,7 +85,7 @@ int64_t LlamaTreeScorer::prompt_length(int64_t request) const {
 // tokens/positions [B, n], new_visible bool [B, n, past + n] (the rows of the new slots).
 at::Tensor LlamaTreeScorer::run(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& new_visible) {
   c10::InferenceMode guard;
-  const at::Device device = model_->parameters().front().device();
+  const at::Device device = this->device();
   // Blocked = -inf; every row sees at least itself, so no row is all -inf (no NaN). Built on the
   // device from the visibility rows (bool, a quarter of the float mask's bytes to send).
   const at::Tensor visible = to_device_async(new_visible.contiguous(), device);
@@ -130,7 +137,7 @@ at::Tensor LlamaTreeScorer::prompt_rows(const at::Tensor& hidden) {
   const int64_t b = batch_size();
   at::Tensor last = to_device_async(torch::tensor(prompt_lengths_, torch::kLong).sub(1), hidden.device());
   at::Tensor rows = hidden.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(hidden.device())), last});
-  return torch::log_softmax(model_->logits(rows).to(at::kFloat), -1);
+  return log_probs(model_, rows);
 }
 
 at::Tensor LlamaTreeScorer::prefill(const std::vector<std::vector<int64_t>>& prompts) {
@@ -192,12 +199,9 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
     pending_prompts_ = at::Tensor();
     const at::Tensor hidden = run(all, pos, vis);  // [B, s + n, hidden]
     prompt_logprobs_ = prompt_rows(hidden);
-    c10::InferenceMode guard;
-    out = torch::log_softmax(model_->logits(hidden.narrow(1, s, n)).to(at::kFloat), -1);
+    out = log_probs(model_, hidden.narrow(1, s, n));
   } else {
-    at::Tensor hidden = run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n));
-    c10::InferenceMode guard;
-    out = torch::log_softmax(model_->logits(hidden).to(at::kFloat), -1);
+    out = log_probs(model_, run(tokens, pos.narrow(1, s, n), vis.narrow(1, s, n)));
   }
   end_forward();
   return out;

@@ -136,17 +136,19 @@ void KvCache::gather(const at::Tensor& keep) {
   ATSPEED_CHECK(keep.size(0) == b, "KvCache::gather: keep has ", keep.size(0), " rows, the cache ", b);
   ATSPEED_CHECK(m <= cur, "KvCache::gather: keeps ", m, " of ", cur, " tokens");
   const at::Tensor keep_dev = keep.to(k[0].device());
+  const bool own_store = store_ && store_.use_count() == 1;
   for (size_t l = 0; l < k.size(); ++l) {
-    for (auto* t : {&k[l], &v[l]}) {
-      const at::Tensor idx = keep_dev.view({b, 1, m, 1}).expand({b, t->size(1), m, t->size(3)});
-      const at::Tensor kept = t->gather(2, idx);  // a new tensor: the store may be overwritten below
+    for (int side = 0; side < 2; ++side) {
+      at::Tensor& view = side == 0 ? k[l] : v[l];
+      const at::Tensor idx = keep_dev.view({b, 1, m, 1}).expand({b, view.size(1), m, view.size(3)});
+      const at::Tensor kept = view.gather(2, idx);  // a new tensor: the store may be overwritten below
       // Written back at the front of the same storage when the cache is a view of its own store.
-      if (store_ && store_.use_count() == 1 && t->is_alias_of((t == &k[l] ? store_->k : store_->v)[l])) {
-        at::Tensor& st = (t == &k[l] ? store_->k : store_->v)[l];
-        st.narrow(2, 0, m).copy_(kept);
-        *t = st.narrow(2, 0, m);
+      at::Tensor* store = own_store && l < store_->k.size() ? &(side == 0 ? store_->k : store_->v)[l] : nullptr;
+      if (store != nullptr && store->defined() && view.is_alias_of(*store)) {
+        store->narrow(2, 0, m).copy_(kept);
+        view = store->narrow(2, 0, m);
       } else {
-        *t = kept;
+        view = kept;
       }
     }
   }
@@ -289,9 +291,7 @@ const at::Tensor& fused_weight(at::Tensor& fused, std::initializer_list<torch::n
   }
   return fused;
 }
-}  // namespace
 
-namespace {
 // HF's eager attention: q [B, H, n, d], k/v [B, KV, T, d], mask [B, n, T] additive; scores and softmax
 // in float32. Returns [B, H, n, d].
 at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
