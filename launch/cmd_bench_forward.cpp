@@ -3,7 +3,10 @@
 // forward time of a tree of n new tokens over a cached prompt of --context tokens, for each n, as
 // the median of --reps round-robin repetitions with its interquartile range (the same measurement
 // the planner of mode auto uses), plus the parameter count and FLOPs per token. Prints a table (and
-// the cost of each model against the first at n = 1) and writes JSON.
+// the cost of each model against the first at n = 1) and writes JSON. --ops also counts the ATen
+// operators one forward at n = 1 dispatches (each pays the per-op fixed cost on a CPU, a kernel
+// launch on a GPU).
+#include <ATen/record_function.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -11,9 +14,13 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <algorithm>
+#include <chrono>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "core/config.h"
 #include "core/config_types.h"
@@ -41,6 +48,7 @@ struct BenchForwardOptions {
   std::string device = "auto";
   std::string dtype = "";     // "" = each preset's model.dtype
   std::string json;
+  bool ops = false;           // count the ATen operators of one forward at n = 1
   std::vector<std::string> overrides;
 
   void validate() const {
@@ -59,6 +67,82 @@ struct BenchForwardOptions {
     ATSPEED_ENSURE(Usage, dtype.empty() || dtype == "float32" || dtype == "bfloat16", "--dtype must be float32 or bfloat16");
   }
 };
+
+// Top-level ATen operators (those not called from inside another operator) of the calls between
+// start() and stop() on this thread, by name. Plain function pointers, as RecordFunction requires.
+class OpCounter {
+ public:
+  OpCounter() {
+    counts().clear();
+    depth() = 0;
+    handle_ = at::addThreadLocalCallback(
+        at::RecordFunctionCallback(&OpCounter::enter, &OpCounter::leave).scopes({at::RecordScope::FUNCTION}));
+  }
+  ~OpCounter() { at::removeCallback(handle_); }
+  OpCounter(const OpCounter&) = delete;
+  OpCounter& operator=(const OpCounter&) = delete;
+  struct Tally {
+    int64_t count = 0;
+    double seconds = 0;  // wall clock inside the operator, its callees included
+  };
+  static std::map<std::string, Tally>& counts() {
+    thread_local std::map<std::string, Tally> c;
+    return c;
+  }
+
+ private:
+  static int& depth() {
+    thread_local int d = 0;
+    return d;
+  }
+  static std::chrono::steady_clock::time_point& started() {
+    thread_local std::chrono::steady_clock::time_point t;
+    return t;
+  }
+  static std::unique_ptr<at::ObserverContext> enter(const at::RecordFunction&) {
+    if (depth()++ == 0) started() = std::chrono::steady_clock::now();
+    return nullptr;
+  }
+  static void leave(const at::RecordFunction& fn, at::ObserverContext*) {
+    if (--depth() == 0) {
+      Tally& t = counts()[fn.name()];
+      ++t.count;
+      t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started()).count();
+    }
+  }
+  at::CallbackHandle handle_;
+};
+
+// The ATen operators one extend() of a single new token dispatches, printed by count.
+int64_t count_forward_ops(decode::TreeScorer& scorer, const std::vector<int64_t>& prompt) {
+  scorer.prefill({prompt});
+  const int64_t root = static_cast<int64_t>(prompt.size()) - 1;
+  const at::Tensor tokens = at::full({1, 1}, prompt.back(), at::kLong), parents = at::full({1, 1}, root, at::kLong);
+  scorer.extend(tokens, parents);  // warm-up: fused weights and rotary tables are built once
+  scorer.truncate(static_cast<int64_t>(prompt.size()));
+  std::vector<std::tuple<double, std::string, int64_t>> by_time;
+  double forward_s = 0;
+  {
+    OpCounter counter;
+    const auto t0 = std::chrono::steady_clock::now();
+    scorer.extend(tokens, parents);
+    forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& [name, t] : OpCounter::counts()) by_time.emplace_back(t.seconds, name, t.count);
+  }
+  std::sort(by_time.rbegin(), by_time.rend());
+  int64_t total = 0;
+  double inside = 0;
+  std::string listing;
+  for (const auto& [seconds, name, count] : by_time) {
+    total += count;
+    inside += seconds;
+    listing += fmt::format("  {} x{} {:.1f} us", name, count, seconds * 1e6);
+  }
+  // One observed forward (the callbacks add their own cost): where its time goes, by operator.
+  std::cout << fmt::format("ATen operators in one forward at n = 1: {}, {:.1f} of {:.1f} us inside them:{}\n", total,
+                           inside * 1e6, forward_s * 1e6, listing);
+  return total;
+}
 
 void run_bench_forward(BenchForwardOptions o) {
   o.validate();
@@ -96,6 +180,7 @@ void run_bench_forward(BenchForwardOptions o) {
                              "prefill {:.3f} ms\n",
                              name, static_cast<double>(params) / 1e6, mc.num_hidden_layers, mc.hidden_size, mc.dtype,
                              model::flops_per_token(opts, o.context) / 1e6, o.context, curve.prefill_s * 1e3);
+    const int64_t ops = o.ops ? count_forward_ops(scorer, prompt) : 0;
     std::cout << fmt::format("{:>6} {:>12} {:>24}\n", "n", "median ms", "IQR ms");
     nlohmann::json points = nlohmann::json::array();
     for (const auto& p : curve.points) {
@@ -105,6 +190,7 @@ void run_bench_forward(BenchForwardOptions o) {
     out["models"].push_back({{"model", name}, {"parameters", params}, {"layers", mc.num_hidden_layers},
                              {"hidden", mc.hidden_size}, {"dtype", mc.dtype},
                              {"flops_per_token", model::flops_per_token(opts, o.context)}, {"cost", decode::to_json(curve)}});
+    if (o.ops) out["models"].back()["aten_ops_per_forward"] = ops;
     curves.emplace_back(name, curve);
   }
   if (curves.size() > 1) {
@@ -130,6 +216,7 @@ const RegisterCommand register_bench_forward([](CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "float32 or bfloat16 (default: each preset's)");
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_forward.json)");
+  cmd->add_flag("--ops", o->ops, "also count the ATen operators of one forward at n = 1");
   cmd->add_option("overrides", o->overrides, "config overrides (run.threads=2 run.seed=1 ...)");
   cmd->callback([o]() { run_bench_forward(*o); });
 });

@@ -10,6 +10,7 @@
 
 #include "core/decode/selection.h"
 #include "core/errors.h"
+#include "core/model/fused_cpu.h"
 #include "core/vocab/vocabulary.h"
 
 namespace atspeed::decode {
@@ -88,9 +89,14 @@ at::Tensor LlamaTreeScorer::run(const at::Tensor& tokens, const at::Tensor& posi
   const at::Device device = this->device();
   // Blocked = -inf; every row sees at least itself, so no row is all -inf (no NaN). Built on the
   // device from the visibility rows (bool, a quarter of the float mask's bytes to send).
-  const at::Tensor visible = to_device_async(new_visible.contiguous(), device);
-  const at::Tensor mask = at::zeros(visible.sizes(), at::TensorOptions().dtype(at::kFloat).device(device))
-                              .masked_fill_(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  at::Tensor mask;
+  if (device.is_cpu() && model::fused_cpu::enabled()) {
+    mask = model::fused_cpu::additive_mask(new_visible);  // one loop instead of three operators
+  } else {
+    const at::Tensor visible = to_device_async(new_visible.contiguous(), device);
+    mask = at::zeros(visible.sizes(), at::TensorOptions().dtype(at::kFloat).device(device))
+               .masked_fill_(visible.logical_not(), -std::numeric_limits<float>::infinity());
+  }
   at::Tensor hidden = model_->hidden_states(to_device_async(tokens.contiguous(), device),
                                             to_device_async(positions.contiguous(), device), mask, &cache_);
   ++forward_calls_;

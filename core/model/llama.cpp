@@ -5,9 +5,11 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "core/dist/communicator.h"
 #include "core/errors.h"
+#include "core/model/fused_cpu.h"
 
 namespace atspeed::model {
 
@@ -174,30 +176,37 @@ bool is_prefix_of(const at::Tensor& view, const at::Tensor& store) {
 }
 }  // namespace
 
-void KvCache::append(size_t layer, const at::Tensor& k_new, const at::Tensor& v_new) {
+std::pair<at::Tensor, at::Tensor> KvCache::append_slots(size_t layer, int64_t n, const at::Tensor& like) {
   ATSPEED_CHECK(layer < k.size() && k.size() == v.size(), "KvCache::append: layer ", layer, " of ", k.size());
+  ATSPEED_CHECK(like.dim() == 4 && n >= 0, "KvCache::append: K/V must be [B, kv_heads, n, head_dim]");
   // A store shared with a copy of this cache is left to the copy: this one moves to its own.
   if (!store_ || store_.use_count() > 1) store_ = std::make_shared<Store>();
   if (store_->k.size() < k.size()) {
     store_->k.resize(k.size());
     store_->v.resize(k.size());
   }
-  const int64_t n = k_new.size(2);
+  std::pair<at::Tensor, at::Tensor> slots;
   for (int side = 0; side < 2; ++side) {
     at::Tensor& view = side == 0 ? k[layer] : v[layer];
     at::Tensor& store = side == 0 ? store_->k[layer] : store_->v[layer];
-    const at::Tensor& add = side == 0 ? k_new : v_new;
     const int64_t past = view.defined() ? view.size(2) : 0;
     if (!(is_prefix_of(view, store) && past + n <= store.size(2))) {
       // Room for twice what is needed (at least 64 tokens), so a growing cache copies O(log) times.
       const int64_t cap = std::max<int64_t>(2 * (past + n), 64);
-      at::Tensor grown = at::empty({add.size(0), add.size(1), cap, add.size(3)}, add.options());
+      at::Tensor grown = at::empty({like.size(0), like.size(1), cap, like.size(3)}, like.options());
       if (past > 0) grown.narrow(2, 0, past).copy_(view);
       store = grown;
     }
-    store.narrow(2, past, n).copy_(add);
+    (side == 0 ? slots.first : slots.second) = store.narrow(2, past, n);
     view = store.narrow(2, 0, past + n);
   }
+  return slots;
+}
+
+void KvCache::append(size_t layer, const at::Tensor& k_new, const at::Tensor& v_new) {
+  auto [k_slots, v_slots] = append_slots(layer, k_new.size(2), k_new);
+  k_slots.copy_(k_new);
+  v_slots.copy_(v_new);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,6 +256,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, at::ScalarType dtype) : eps(e
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  if (fused_cpu::applies(x)) return fused_cpu::rms_norm(x, weight, eps);
   const auto in_dtype = x.scalar_type();
   at::Tensor h = x.to(at::kFloat);
   at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
@@ -311,16 +321,31 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const Rope& rope, co
     // One projection for q, k and v: [B, n, H + 2 KV, d].
     const at::Tensor qkv = at::linear(x, fused_weight(qkv_weight_, {&q_proj, &k_proj, &v_proj}))
                                .view({b, n, num_heads + 2 * num_kv_heads, head_dim});
-    // Rotary over the q and k heads at once; cos/sin [B, n, d] broadcast over the heads.
-    const at::Tensor qk = apply_rotary(qkv.narrow(2, 0, num_heads + num_kv_heads), rope.cos.unsqueeze(2),
-                                       rope.sin_signed.unsqueeze(2));  // [B, n, H + KV, d]
-    const at::Tensor q = qk.narrow(2, 0, num_heads).transpose(1, 2);  // [B, H, n, d]
-    at::Tensor k = qk.narrow(2, num_heads, num_kv_heads).transpose(1, 2);  // [B, KV, n, d]
-    at::Tensor v = qkv.narrow(2, num_heads + num_kv_heads, num_kv_heads).transpose(1, 2);
-    if (cache != nullptr) {
-      cache->append(layer, k, v);
-      k = cache->k[layer];
-      v = cache->v[layer];
+    at::Tensor q, k, v;
+    if (fused_cpu::applies(qkv)) {
+      // One pass: q rotated into its own tensor, k rotated and v copied straight into the cache.
+      at::Tensor k_new, v_new;
+      if (cache != nullptr) {
+        std::tie(k_new, v_new) = cache->append_slots(layer, n, qkv.narrow(2, 0, num_kv_heads).transpose(1, 2));
+      } else {
+        k_new = at::empty({b, num_kv_heads, n, head_dim}, qkv.options());
+        v_new = at::empty_like(k_new);
+      }
+      q = fused_cpu::rotary_split(qkv, rope.cos, rope.sin_signed, num_heads, num_kv_heads, k_new, v_new);
+      k = cache != nullptr ? cache->k[layer] : k_new;
+      v = cache != nullptr ? cache->v[layer] : v_new;
+    } else {
+      // Rotary over the q and k heads at once; cos/sin [B, n, d] broadcast over the heads.
+      const at::Tensor qk = apply_rotary(qkv.narrow(2, 0, num_heads + num_kv_heads), rope.cos.unsqueeze(2),
+                                         rope.sin_signed.unsqueeze(2));  // [B, n, H + KV, d]
+      q = qk.narrow(2, 0, num_heads).transpose(1, 2);                    // [B, H, n, d]
+      k = qk.narrow(2, num_heads, num_kv_heads).transpose(1, 2);         // [B, KV, n, d]
+      v = qkv.narrow(2, num_heads + num_kv_heads, num_kv_heads).transpose(1, 2);
+      if (cache != nullptr) {
+        cache->append(layer, k, v);
+        k = cache->k[layer];
+        v = cache->v[layer];
+      }
     }
     // float32/64: one fused kernel (mask [B, n, T] -> [B, 1, n, T] in the query's dtype). bf16 keeps
     // HF's eager arithmetic (scores and softmax in float32): the CPU's fused kernel computes them in
@@ -329,7 +354,7 @@ at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const Rope& rope, co
                                ? at::scaled_dot_product_attention(q, k, v, mask.unsqueeze(1), 0.0, false, std::nullopt,
                                                                   /*enable_gqa=*/num_heads != num_kv_heads)
                                : eager_attention(q, k, v, mask, num_heads / num_kv_heads, head_dim);
-    return o_proj->forward(out.transpose(1, 2).reshape({b, n, num_heads * head_dim}));
+    return at::linear(out.transpose(1, 2).reshape({b, n, num_heads * head_dim}), o_proj->weight);
   }
   at::Tensor q = q_proj->forward(x).view({b, n, num_heads, head_dim}).transpose(1, 2);     // [B, H, n, d]
   at::Tensor k = k_proj->forward(x).view({b, n, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, n, d]
@@ -365,7 +390,9 @@ at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
   if (!at::GradMode::is_enabled()) {
     const int64_t inter = gate_proj->weight.size(0);
     const at::Tensor gu = at::linear(x, fused_weight(gate_up_weight_, {&gate_proj, &up_proj}));  // [..., 2 I]
-    return down_proj->forward(at::silu(gu.narrow(-1, 0, inter)) * gu.narrow(-1, inter, inter));
+    const at::Tensor act = fused_cpu::applies(gu) ? fused_cpu::silu_mul(gu)
+                                                  : at::silu(gu.narrow(-1, 0, inter)) * gu.narrow(-1, inter, inter);
+    return at::linear(act, down_proj->weight);
   }
   return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
 }
@@ -467,12 +494,14 @@ at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Ten
     inv_freq_ = 1.0 / at::pow(at::scalar_tensor(options_.rope_theta, fopts), exponents);
   }
   Rope rope;
-  {
+  if (fused_cpu::applies(h) && positions.device().is_cpu()) {
+    fused_cpu::rope_tables(positions, inv_freq_, rope.cos, rope.sin_signed);
+  } else {
     at::Tensor freqs = positions.to(h.device()).to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, n, d/2]
     at::Tensor emb = at::cat({freqs, freqs}, -1);                                           // [B, n, d]
     rope.cos = emb.cos().to(h.scalar_type());
-    rope.sin = emb.sin().to(h.scalar_type());
-    rope.sin_signed = at::cat({-rope.sin.narrow(-1, 0, half), rope.sin.narrow(-1, half, head_dim - half)}, -1);
+    const at::Tensor sin = emb.sin().to(h.scalar_type());
+    rope.sin_signed = at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, head_dim - half)}, -1);
   }
   // The inference path's attention takes the mask in the model dtype; the eager path casts to float32.
   const at::Tensor mask = at::GradMode::is_enabled() ? attn_mask.to(h.device())

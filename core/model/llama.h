@@ -87,8 +87,7 @@ at::Tensor tp_shard(const at::Tensor& full, const std::string& param_name, int64
 // x * cos + x.roll(head_dim / 2) * sin_signed (the same products, in one pass and with one copy).
 struct Rope {
   at::Tensor cos;         // [B, n, head_dim], model dtype
-  at::Tensor sin;         // [B, n, head_dim], model dtype
-  at::Tensor sin_signed;  // [B, n, head_dim]: sin with its first half negated
+  at::Tensor sin_signed;  // [B, n, head_dim], model dtype: sin with its first half negated
 };
 
 // Per-layer key/value cache. Token j of the cache is sequence slot j (the column order the
@@ -119,6 +118,10 @@ struct KvCache {
   // Appends k_new/v_new ([B, kv_heads, n, head_dim], any strides) to layer `layer`, in place when the
   // store has room. Inference only (the store is written in place, which autograd cannot follow).
   void append(size_t layer, const at::Tensor& k_new, const at::Tensor& v_new);
+  // append() without the copy: extends layer `layer` by n tokens and returns where their K and V
+  // go ([B, kv_heads, n, head_dim] views of the store, to be written before the next read). like:
+  // a tensor [B, kv_heads, *, head_dim] of the cache's dtype and device (sizes a new store).
+  std::pair<at::Tensor, at::Tensor> append_slots(size_t layer, int64_t n, const at::Tensor& like);
   // Tokens the store of layer 0 can hold before the next reallocation (0 without a store).
   int64_t capacity() const;
 

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/model/fused_cpu.h"
 #include "core/model/llama.h"
 #include "core/model/model_io.h"
 #include "tests/test_util.h"
@@ -355,6 +356,65 @@ TEST(LlamaCacheTest, AppendsInPlaceAndCopiesStayIntact) {
   }
   EXPECT_GE(grow.capacity(), 70);
   expect_close(torch::cat(steps, 1), full, "chunks through a growing store");
+}
+
+// Each fused CPU kernel against the ATen operators it replaces (core/model/fused_cpu.h), on odd
+// sizes, several rows and (for K/V) strided destinations inside a larger store like the cache's.
+TEST(LlamaFusedCpuTest, KernelsEqualTheAtenOperators) {
+  if (!fused_cpu::enabled()) GTEST_SKIP() << "ATSPEED_FUSED_CPU=0";
+  torch::NoGradGuard g;
+  torch::manual_seed(11);
+  auto close = [](const at::Tensor& a, const at::Tensor& b, const std::string& what) {
+    ASSERT_EQ(a.sizes(), b.sizes()) << what;
+    EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-6)) << what << ": max abs diff " << (a - b).abs().max().item<double>();
+  };
+  {
+    const at::Tensor x = torch::randn({3, 5, 24}) * 3, w = torch::rand({24}) + 0.5;
+    const at::Tensor ref = w * (x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-5));
+    close(fused_cpu::rms_norm(x, w, 1e-5), ref, "rms_norm");
+    close(fused_cpu::rms_norm(x.transpose(0, 1), w, 1e-5), ref.transpose(0, 1), "rms_norm of a strided input");
+  }
+  const int64_t b = 2, n = 3, heads = 4, kv = 2, d = 8;
+  const at::Tensor positions = torch::tensor({7, 0, 3, 12, 12, 40}, torch::kLong).view({b, n});
+  const at::Tensor inv_freq = 1.0 / torch::pow(10000.0, torch::arange(0, d, 2).to(torch::kFloat) / d);
+  at::Tensor cos, sin_signed;
+  fused_cpu::rope_tables(positions, inv_freq, cos, sin_signed);
+  {
+    const at::Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq, emb = torch::cat({freqs, freqs}, -1);
+    close(cos, emb.cos(), "rope cos");
+    close(sin_signed, torch::cat({-emb.sin().narrow(-1, 0, d / 2), emb.sin().narrow(-1, d / 2, d / 2)}, -1), "rope sin_signed");
+  }
+  {
+    const at::Tensor qkv = torch::randn({b, n, heads + 2 * kv, d});
+    const at::Tensor store_k = torch::full({b, kv, 10, d}, 99.0f), store_v = torch::full({b, kv, 10, d}, 99.0f);
+    const at::Tensor q = fused_cpu::rotary_split(qkv, cos, sin_signed, heads, kv, store_k.narrow(2, 4, n), store_v.narrow(2, 4, n));
+    auto rotary = [&](const at::Tensor& x) {  // x [B, n, h, d]: HF's x * cos + rotate_half(x) * sin
+      return x * cos.unsqueeze(2) + x.roll(d / 2, -1) * sin_signed.unsqueeze(2);
+    };
+    close(q, rotary(qkv.narrow(2, 0, heads)).transpose(1, 2), "rotated q");
+    close(store_k.narrow(2, 4, n), rotary(qkv.narrow(2, heads, kv)).transpose(1, 2), "rotated k in the store");
+    close(store_v.narrow(2, 4, n), qkv.narrow(2, heads + kv, kv).transpose(1, 2), "v in the store");
+    EXPECT_TRUE(torch::all(store_k.narrow(2, 0, 4) == 99).item<bool>() && torch::all(store_v.narrow(2, 7, 3) == 99).item<bool>())
+        << "only the new slots are written";
+  }
+  {
+    const at::Tensor gu = torch::randn({2, 3, 14}) * 4;
+    close(fused_cpu::silu_mul(gu), at::silu(gu.narrow(-1, 0, 7)) * gu.narrow(-1, 7, 7), "silu_mul");
+  }
+  {
+    const at::Tensor visible = torch::rand({2, 3, 5}) > 0.5;
+    const at::Tensor ref = torch::zeros({2, 3, 5}).masked_fill_(visible.logical_not(), -std::numeric_limits<float>::infinity());
+    EXPECT_TRUE(torch::equal(fused_cpu::additive_mask(visible), ref)) << "additive mask";
+  }
+  // Only float32 CPU tensors without grad mode take the kernels; others are refused by name.
+  EXPECT_TRUE(fused_cpu::applies(torch::zeros({2})));
+  EXPECT_FALSE(fused_cpu::applies(torch::zeros({2}, torch::kDouble)));
+  {
+    torch::AutoGradMode grad(true);
+    EXPECT_FALSE(fused_cpu::applies(torch::zeros({2})));
+  }
+  EXPECT_THROW(fused_cpu::rms_norm(torch::zeros({2, 4}, torch::kDouble), torch::ones({4}), 1e-6), Error);
+  EXPECT_THROW(fused_cpu::rms_norm(torch::zeros({2, 4}), torch::ones({3}), 1e-6), Error);
 }
 
 TEST(LlamaModelTest, RejectsBadMaskShape) {
