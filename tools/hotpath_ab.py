@@ -6,6 +6,9 @@ Prints, per model and n, the median over rounds of each build's medians, their r
 after / before.
 
     python3 tools/hotpath_ab.py BEFORE_BIN AFTER_BIN [ROUNDS] [--json OUT]
+
+A build may be prefixed by environment settings, e.g. "ATSPEED_FUSED_CPU=0 build/bin/atspeed" (the
+same binary with its fused CPU kernels off).
 """
 import json
 import os
@@ -18,9 +21,15 @@ MODELS = ["target_small", "quickstart_target", "target_deep", "draft_small", "qu
 NS = [1, 5]
 
 
-def run(binary, out):
+def run(spec, out):
+    words = spec.split()
+    env = dict(os.environ)
+    while words and "=" in words[0] and not words[0].startswith(("/", ".")):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    binary = " ".join(words)
     subprocess.run([binary, "bench", "forward", "run.threads=2", f"run.out_dir={os.path.dirname(out)}", "--models", *MODELS,
-                    "--ns", *map(str, NS), "--reps", "31", "--json", out], check=True, stdout=subprocess.DEVNULL)
+                    "--ns", *map(str, NS), "--reps", "31", "--json", out], check=True, stdout=subprocess.DEVNULL, env=env)
     j = json.load(open(out))
     return {(m["model"], p["n"]): p["median_s"] * 1e3 for m in j["models"] for p in m["cost"]["points"]}
 

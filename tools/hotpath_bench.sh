@@ -41,6 +41,10 @@ project=()
 [ $variant = after ] && project=(--project docs/gpu/2026-11-30-h200-bench-forward.json)
 for pair in beauty:runs/beauty-target/best.h5:runs/beauty-draft/best.h5 quickstart:runs/gpu-kit/target/best.h5:runs/gpu-kit/draft/best.h5; do
   IFS=: read -r name target draft <<<"$pair"
+  if [ ! -f "$target" ] || [ ! -f "$draft" ]; then
+    echo "hotpath_bench: skipping the $name pair: $target or $draft is missing (see Inputs above)" >&2
+    continue
+  fi
   "$bin" bench decode data=beauty run.threads=2 run.out_dir="$out/$name" --target "$target" --draft "$draft" \
     --users 100 --ks 1 5 20 --batch-sizes 1 8 --methods target strict --plot none "${project[@]}" \
     --json "$out/decode_$name.json" | tee "$out/decode_$name.txt"

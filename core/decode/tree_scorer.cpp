@@ -4,6 +4,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <optional>
@@ -116,8 +117,8 @@ at::Tensor LlamaTreeScorer::set_prompts(const std::vector<std::vector<int64_t>>&
   prompt_logprobs_ = at::Tensor();
   prompt_lengths_.assign(prompts.size(), 0);
   at::Tensor tokens = at::full({b, width}, Vocabulary::kPad, at::kLong);
-  positions_ = at::zeros({b, width}, at::kLong);
-  visible_ = at::zeros({b, width, width}, at::kBool);
+  positions_store_ = positions_ = at::zeros({b, width}, at::kLong);
+  visible_store_ = visible_ = at::zeros({b, width, width}, at::kBool);
   auto tok = tokens.accessor<int64_t, 2>();
   auto pos = positions_.accessor<int64_t, 2>();
   auto vis = visible_.accessor<bool, 3>();
@@ -174,29 +175,35 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
   ATSPEED_CHECK(n > 0, "extend: no nodes");
   at::Tensor tokens = tokens_in.cpu().clone();
   const at::Tensor parents = parents_in.cpu().contiguous();
-  at::Tensor vis = at::zeros({b, s + n, s + n}, at::kBool);
-  vis.narrow(1, 0, s).narrow(2, 0, s).copy_(visible_);
-  at::Tensor pos = at::zeros({b, s + n}, at::kLong);
-  pos.narrow(1, 0, s).copy_(positions_);
-  auto v = vis.accessor<bool, 3>();
-  auto ps = pos.accessor<int64_t, 2>();
+  reserve_slots(s + n);
+  auto v = visible_store_.accessor<bool, 3>();
+  auto ps = positions_store_.accessor<int64_t, 2>();
   auto par = parents.accessor<int64_t, 2>();
   auto tok = tokens.accessor<int64_t, 2>();
   for (int64_t r = 0; r < b; ++r) {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t slot = s + i, p = par[r][i];
       ATSPEED_CHECK(p >= -1 && p < slot, "extend: parents[", r, "][", i, "] = ", p, " must be -1 or a slot < ", slot);
+      // The node's row over columns [0, s + n): its parent's visibility, then itself. An old
+      // slot's row is valid over [0, s) only (the store may hold stale columns beyond), and old
+      // slots never see new nodes; a new node's row was written whole just before.
+      bool* row = &v[r][slot][0];
+      std::fill(row, row + s + n, false);
       if (p >= 0) {
-        for (int64_t c = 0; c < slot; ++c) v[r][slot][c] = v[r][p][c];
+        const bool* from = &v[r][p][0];
+        std::copy(from, from + (p < s ? s : slot), row);
         ps[r][slot] = ps[r][p] + 1;
       } else {
         tok[r][i] = Vocabulary::kPad;
+        ps[r][slot] = 0;
       }
-      v[r][slot][slot] = true;
+      row[slot] = true;
     }
   }
-  visible_ = vis;
-  positions_ = pos;
+  visible_ = visible_store_.narrow(1, 0, s + n).narrow(2, 0, s + n);
+  positions_ = positions_store_.narrow(1, 0, s + n);
+  const at::Tensor& vis = visible_;
+  const at::Tensor& pos = positions_;
   begin_forward();
   at::Tensor out;
   if (pending_prompts_.defined()) {
@@ -213,11 +220,24 @@ at::Tensor LlamaTreeScorer::extend(const at::Tensor& tokens_in, const at::Tensor
   return out;
 }
 
+void LlamaTreeScorer::reserve_slots(int64_t slots) {
+  if (visible_store_.size(1) >= slots) return;
+  const int64_t b = visible_.size(0), s = visible_.size(1), cap = std::max<int64_t>(2 * slots, 64);
+  at::Tensor vis = at::zeros({b, cap, cap}, at::kBool);
+  vis.narrow(1, 0, s).narrow(2, 0, s).copy_(visible_);
+  at::Tensor pos = at::zeros({b, cap}, at::kLong);
+  pos.narrow(1, 0, s).copy_(positions_);
+  visible_store_ = vis;
+  positions_store_ = pos;
+  visible_ = vis.narrow(1, 0, s).narrow(2, 0, s);
+  positions_ = pos.narrow(1, 0, s);
+}
+
 void LlamaTreeScorer::truncate(int64_t len) {
   ATSPEED_CHECK(!pending_prompts_.defined(), "truncate: the deferred prompts were never fed (call extend first)");
   ATSPEED_CHECK(len >= 0 && len <= length(), "truncate(", len, ") with length ", length());
-  visible_ = visible_.narrow(1, 0, len).narrow(2, 0, len).contiguous();
-  positions_ = positions_.narrow(1, 0, len).contiguous();
+  visible_ = visible_.narrow(1, 0, len).narrow(2, 0, len);  // views: the stores keep their room
+  positions_ = positions_.narrow(1, 0, len);
   cache_.truncate(len);
 }
 
@@ -232,8 +252,9 @@ void LlamaTreeScorer::compact(const at::Tensor& keep_in) {
                   ")");
   }
   const int64_t m = keep.size(1);
-  visible_ = visible_.gather(1, keep.unsqueeze(2).expand({b, m, s})).gather(2, keep.unsqueeze(1).expand({b, m, m}));
-  positions_ = positions_.gather(1, keep);
+  visible_store_ = visible_ =
+      visible_.gather(1, keep.unsqueeze(2).expand({b, m, s})).gather(2, keep.unsqueeze(1).expand({b, m, m}));
+  positions_store_ = positions_ = positions_.gather(1, keep);
   c10::InferenceMode guard;
   if (!cache_.k.empty()) cache_.gather(to_device_async(keep, cache_.k[0].device()));
 }

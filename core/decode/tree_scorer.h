@@ -118,8 +118,13 @@ class LlamaTreeScorer final : public TreeScorer {
 
   model::LlamaModel model_;
   model::KvCache cache_;
-  at::Tensor visible_;    // bool [B, S, S]
-  at::Tensor positions_;  // int64 [B, S]
+  // Grows the stores to hold `slots` slots (twice that, at least 64, when they must grow): extend()
+  // writes the new nodes' rows in place instead of copying the whole [B, S, S] matrix per forward.
+  void reserve_slots(int64_t slots);
+  at::Tensor visible_;    // bool [B, S, S], CPU: a view of visible_store_
+  at::Tensor positions_;  // int64 [B, S], CPU: a view of positions_store_
+  at::Tensor visible_store_;    // bool [B, C, C], C >= S: rows and columns >= S are stale
+  at::Tensor positions_store_;  // int64 [B, C]
   std::vector<int64_t> prompt_lengths_;
   at::Tensor pending_prompts_;  // int64 [B, width], CPU: prompts of prefill_deferred not yet fed; undefined once fed
   at::Tensor prompt_logprobs_;  // float32 [B, V], CPU: after the forward that fed the prompts
