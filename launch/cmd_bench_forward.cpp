@@ -4,7 +4,7 @@
 // the median of --reps round-robin repetitions with its interquartile range (the same measurement
 // the planner of mode auto uses), plus the parameter count and FLOPs per token. Prints a table (and
 // the cost of each model against the first at n = 1) and writes JSON. --ops also counts the ATen
-// operators one forward at n = 1 dispatches (each pays the per-op fixed cost on a CPU, a kernel
+// operators one forward at the first --ns dispatches (each pays the per-op fixed cost on a CPU, a kernel
 // launch on a GPU).
 #include <ATen/record_function.h>
 #include <fmt/format.h>
@@ -48,7 +48,7 @@ struct BenchForwardOptions {
   std::string device = "auto";
   std::string dtype = "";     // "" = each preset's model.dtype
   std::string json;
-  bool ops = false;           // count the ATen operators of one forward at n = 1
+  bool ops = false;           // count the ATen operators of one forward at n = ns[0]
   std::vector<std::string> overrides;
 
   void validate() const {
@@ -113,11 +113,11 @@ class OpCounter {
   at::CallbackHandle handle_;
 };
 
-// The ATen operators one extend() of a single new token dispatches, printed by count.
-int64_t count_forward_ops(decode::TreeScorer& scorer, const std::vector<int64_t>& prompt) {
+// The ATen operators one extend() of n new tokens (children of the prompt's last, as measure_cost) dispatches, by time.
+int64_t count_forward_ops(decode::TreeScorer& scorer, const std::vector<int64_t>& prompt, int64_t n) {
   scorer.prefill({prompt});
   const int64_t root = static_cast<int64_t>(prompt.size()) - 1;
-  const at::Tensor tokens = at::full({1, 1}, prompt.back(), at::kLong), parents = at::full({1, 1}, root, at::kLong);
+  const at::Tensor tokens = at::full({1, n}, prompt.back(), at::kLong), parents = at::full({1, n}, root, at::kLong);
   scorer.extend(tokens, parents);  // warm-up: fused weights and rotary tables are built once
   scorer.truncate(static_cast<int64_t>(prompt.size()));
   std::vector<std::tuple<double, std::string, int64_t>> by_time;
@@ -139,7 +139,7 @@ int64_t count_forward_ops(decode::TreeScorer& scorer, const std::vector<int64_t>
     listing += fmt::format("  {} x{} {:.1f} us", name, count, seconds * 1e6);
   }
   // One observed forward (the callbacks add their own cost): where its time goes, by operator.
-  std::cout << fmt::format("ATen operators in one forward at n = 1: {}, {:.1f} of {:.1f} us inside them:{}\n", total,
+  std::cout << fmt::format("ATen operators in one forward at n = {}: {}, {:.1f} of {:.1f} us inside them:{}\n", n, total,
                            inside * 1e6, forward_s * 1e6, listing);
   return total;
 }
@@ -180,7 +180,7 @@ void run_bench_forward(BenchForwardOptions o) {
                              "prefill {:.3f} ms\n",
                              name, static_cast<double>(params) / 1e6, mc.num_hidden_layers, mc.hidden_size, mc.dtype,
                              model::flops_per_token(opts, o.context) / 1e6, o.context, curve.prefill_s * 1e3);
-    const int64_t ops = o.ops ? count_forward_ops(scorer, prompt) : 0;
+    const int64_t ops = o.ops ? count_forward_ops(scorer, prompt, o.ns.front()) : 0;
     std::cout << fmt::format("{:>6} {:>12} {:>24}\n", "n", "median ms", "IQR ms");
     nlohmann::json points = nlohmann::json::array();
     for (const auto& p : curve.points) {
@@ -216,7 +216,7 @@ const RegisterCommand register_bench_forward([](CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "float32 or bfloat16 (default: each preset's)");
   cmd->add_option("--json", o->json, "JSON output (default <run.out_dir>/bench_forward.json)");
-  cmd->add_flag("--ops", o->ops, "also count the ATen operators of one forward at n = 1");
+  cmd->add_flag("--ops", o->ops, "also count and time the ATen operators of one forward at the first of --ns");
   cmd->add_option("overrides", o->overrides, "config overrides (run.threads=2 run.seed=1 ...)");
   cmd->callback([o]() { run_bench_forward(*o); });
 });

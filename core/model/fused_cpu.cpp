@@ -17,6 +17,15 @@ namespace {
 // (a thread-pool hand-off costs more than the loop), a prefill of hundreds of tokens is split.
 int64_t grain_rows(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
 
+// x * cos + roll(x, half) * sin_signed over one head of 2 half values, as two products and a sum
+// like the ATen ops; roll(x, half)[i] is x[i + half] in the first half, x[i - half] in the second.
+// The buffers never overlap (restrict lets the compiler vectorise without run-time alias checks).
+inline void rotate(const float* __restrict x, const float* __restrict c, const float* __restrict s,
+                   float* __restrict dst, int64_t half) {
+  for (int64_t i = 0; i < half; ++i) dst[i] = x[i] * c[i] + x[i + half] * s[i];
+  for (int64_t i = 0; i < half; ++i) dst[half + i] = x[half + i] * c[half + i] + x[i] * s[half + i];
+}
+
 void check_float_cpu(const at::Tensor& t, const char* what) {
   ATSPEED_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, "fused_cpu: ", what,
                 " must be a float32 CPU tensor, got ", t.toString());
@@ -125,10 +134,7 @@ at::Tensor rotary_split(const at::Tensor& qkv_in, const at::Tensor& cos_in, cons
                          ? kp + bi * ks[0] + (h - heads) * ks[1] + t * ks[2]
                          : vp + bi * vs[0] + (h - heads - kv_heads) * vs[1] + t * vs[2];
         if (h < heads + kv_heads) {
-          // x * cos + roll(x, half) * sin_signed, as two products and a sum like the ATen ops.
-          // roll(x, half)[i] = x[i + half] in the first half, x[i - half] in the second.
-          for (int64_t i = 0; i < half; ++i) dst[i] = x[i] * c[i] + x[i + half] * s[i];
-          for (int64_t i = half; i < d; ++i) dst[i] = x[i] * c[i] + x[i - half] * s[i];
+          rotate(x, c, s, dst, half);
         } else {
           std::copy(x, x + d, dst);
         }

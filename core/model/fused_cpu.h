@@ -23,6 +23,13 @@ bool enabled();
 // True when enabled() and x is a float32 CPU tensor and grad mode is off.
 bool applies(const at::Tensor& x);
 
+// The loops below are plain scalar code (std::exp, std::cos, a double sum): above these sizes
+// ATen's vectorised kernels win despite their fixed cost (measured with `atspeed bench forward --ns
+// 1 20 40 120 400`, ATSPEED_FUSED_CPU=0 against 1), so the model calls them only up to:
+constexpr int64_t kMaxNormElements = 8192;           // rms_norm input
+constexpr int64_t kMaxTranscendentalElements = 2048;  // silu_mul output; rope_tables angles (B n d/2)
+// rotary_split (products and sums, which the compiler vectorises) and additive_mask take any size.
+
 // HF's LlamaRMSNorm: weight * (x * rsqrt(mean(x^2, -1) + eps)). x: [..., D] float32; weight: [D].
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 

@@ -256,7 +256,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, at::ScalarType dtype) : eps(e
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  if (fused_cpu::applies(x)) return fused_cpu::rms_norm(x, weight, eps);
+  if (fused_cpu::applies(x) && x.numel() <= fused_cpu::kMaxNormElements) return fused_cpu::rms_norm(x, weight, eps);
   const auto in_dtype = x.scalar_type();
   at::Tensor h = x.to(at::kFloat);
   at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
@@ -390,8 +390,9 @@ at::Tensor LlamaMLPImpl::forward(const at::Tensor& x) {
   if (!at::GradMode::is_enabled()) {
     const int64_t inter = gate_proj->weight.size(0);
     const at::Tensor gu = at::linear(x, fused_weight(gate_up_weight_, {&gate_proj, &up_proj}));  // [..., 2 I]
-    const at::Tensor act = fused_cpu::applies(gu) ? fused_cpu::silu_mul(gu)
-                                                  : at::silu(gu.narrow(-1, 0, inter)) * gu.narrow(-1, inter, inter);
+    const at::Tensor act = fused_cpu::applies(gu) && gu.numel() / 2 <= fused_cpu::kMaxTranscendentalElements
+                               ? fused_cpu::silu_mul(gu)
+                               : at::silu(gu.narrow(-1, 0, inter)) * gu.narrow(-1, inter, inter);
     return at::linear(act, down_proj->weight);
   }
   return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
@@ -494,7 +495,8 @@ at::Tensor LlamaModelImpl::hidden_states(const at::Tensor& tokens, const at::Ten
     inv_freq_ = 1.0 / at::pow(at::scalar_tensor(options_.rope_theta, fopts), exponents);
   }
   Rope rope;
-  if (fused_cpu::applies(h) && positions.device().is_cpu()) {
+  if (fused_cpu::applies(h) && positions.device().is_cpu() &&
+      positions.numel() * half <= fused_cpu::kMaxTranscendentalElements) {
     fused_cpu::rope_tables(positions, inv_freq_, rope.cos, rope.sin_signed);
   } else {
     at::Tensor freqs = positions.to(h.device()).to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, n, d/2]
