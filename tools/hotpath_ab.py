@@ -21,13 +21,18 @@ MODELS = ["target_small", "quickstart_target", "target_deep", "draft_small", "qu
 NS = [1, 5]
 
 
-def run(spec, out):
+def split_spec(spec):
+    """'KEY=VALUE ... BINARY' -> (BINARY, environment with the settings applied)."""
     words = spec.split()
     env = dict(os.environ)
     while words and "=" in words[0] and not words[0].startswith(("/", ".")):
         key, value = words.pop(0).split("=", 1)
         env[key] = value
-    binary = " ".join(words)
+    return " ".join(words), env
+
+
+def run(spec, out):
+    binary, env = split_spec(spec)
     subprocess.run([binary, "bench", "forward", "run.threads=2", f"run.out_dir={os.path.dirname(out)}", "--models", *MODELS,
                     "--ns", *map(str, NS), "--reps", "31", "--json", out], check=True, stdout=subprocess.DEVNULL, env=env)
     j = json.load(open(out))
