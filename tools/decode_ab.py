@@ -4,7 +4,10 @@ on the same checkpoints and users, alternated ROUNDS times (A, B, A, B, ...) so 
 the machine hits both. Prints, per K, batch and method, the median over rounds of each side's median
 request latency and B / A, with every round's ratio.
 
-    python3 tools/decode_ab.py A_SPEC B_SPEC [ROUNDS] [--target T.h5] [--draft D.h5] [--json OUT]
+    python3 tools/decode_ab.py A_SPEC B_SPEC [ROUNDS] [--target T.h5] [--draft D.h5] [--field F] [--json OUT]
+
+--field: the per-row value of bench decode's JSON to compare (default median_ms; e.g.
+rest_ms_per_request, the host time outside the model forwards per request).
 
 A spec is a binary, optionally prefixed by environment settings (as in tools/hotpath_ab.py), e.g. the
 glibc allocator settings of `atspeed` against the same binary with them opted out:
@@ -34,7 +37,7 @@ def option(args, name, default):
     return default
 
 
-def run(spec, out, target, draft):
+def run(spec, out, target, draft, field):
     binary, env = split_spec(spec)
     data_dir = os.environ.get("ATSPEED_DATA_DIR", "../shared/data/amazon/beauty")
     subprocess.run([binary, "bench", "decode", "data=beauty", f"data.dir={data_dir}", "run.threads=2",
@@ -42,7 +45,7 @@ def run(spec, out, target, draft):
                     "--ks", "1", "5", "20", "--batch-sizes", "1", "8", "--methods", "target", "strict", "--plot", "none",
                     "--json", out], check=True, stdout=subprocess.DEVNULL, env=env)
     rows = json.load(open(out))["results"]
-    return {(r["k"], r["batch_size"], r["method"]): r["median_ms"] for r in rows}
+    return {(r["k"], r["batch_size"], r["method"]): r[field] for r in rows}
 
 
 def main():
@@ -50,6 +53,7 @@ def main():
     out_json = option(args, "--json", None)
     target = option(args, "--target", "runs/gpu-kit/target/best.h5")
     draft = option(args, "--draft", "runs/gpu-kit/draft/best.h5")
+    field = option(args, "--field", "median_ms")
     if len(args) < 2:
         sys.exit(__doc__)
     specs = {"a": args[0], "b": args[1]}
@@ -58,17 +62,17 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         for r in range(rounds):
             for side in ("a", "b"):
-                runs[side].append(run(specs[side], os.path.join(d, side, f"{r}.json"), target, draft))
+                runs[side].append(run(specs[side], os.path.join(d, side, f"{r}.json"), target, draft, field))
                 print(f"round {r + 1}/{rounds} {side} done", file=sys.stderr)
     print(f"A: {specs['a']}\nB: {specs['b']}")
-    print(f"median request latency (ms, median over {rounds} alternated runs):")
+    print(f"{field} (median over {rounds} alternated runs):")
     print(f"{'K':>3} {'batch':>5} {'method':<14} {'A':>8} {'B':>8} {'B/A':>6}  per-round B/A")
     rows = []
     for key in sorted(runs["a"][0], key=lambda k: (k[0], k[1], k[2])):
         a = [x[key] for x in runs["a"]]
         b = [x[key] for x in runs["b"]]
         ma, mb = statistics.median(a), statistics.median(b)
-        rows.append({"k": key[0], "batch_size": key[1], "method": key[2], "a_ms": ma, "b_ms": mb, "a_runs": a,
+        rows.append({"k": key[0], "batch_size": key[1], "method": key[2], "field": field, "a": ma, "b": mb, "a_runs": a,
                      "b_runs": b, "ratio": mb / ma})
         print(f"{key[0]:>3} {key[1]:>5} {key[2]:<14} {ma:>8.2f} {mb:>8.2f} {mb / ma:>6.2f}  "
               + " ".join(f"{y / x:.2f}" for x, y in zip(a, b)))

@@ -6,6 +6,7 @@
 #   bash tools/hotpath_bench.sh --before   commit d19a9a0 (before the lean path) with only the
 #                                          measurement of tools/hotpath_before.patch (forward time and
 #                                          bytes copied), built in /tmp/atspeed-before; runs/hotpath/before
+#   ATSPEED_BIN=build/bin/atspeed bash tools/hotpath_bench.sh   after, with that binary as is (no build)
 # Inputs: runs/beauty-target, runs/beauty-draft (launch/results.sh beauty target draft) and
 # runs/gpu-kit/{target,draft} (tools/gpu/prepare.sh's quickstart pair). Run it on an idle machine:
 # both variants in a row, nothing else running.
@@ -25,6 +26,8 @@ if [ "${1:-}" = "--before" ]; then
     ( cd "$tree" && ATSPEED_BUILD_DIR=build bash launch/build.sh >/dev/null )
   fi
   bin="$tree/build/bin/atspeed"
+elif [ -n "${ATSPEED_BIN:-}" ]; then
+  bin="$ATSPEED_BIN"  # this binary as is (no rebuild, e.g. while another build is running)
 else
   bash launch/build.sh >/dev/null
 fi

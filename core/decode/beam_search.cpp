@@ -65,9 +65,12 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const AllowedRows
   if (nb == 0) return {};
   ATSPEED_CHECK(static_cast<int64_t>(rows.size()) == nb, "expand_beams: ", rows.size(), " rows for ", nb, " beams");
   const int64_t k = options.beam_width;
-  std::vector<Scored> cands;
 
   if (!options.sample) {
+    // Reused per thread: a speculative draft level scores N beams x up to 256 children (10k
+    // candidates, 240 KB), and a fresh vector per call costs a large malloc/free pair each time.
+    thread_local std::vector<Scored> cands;
+    cands.clear();
     for (int64_t i = 0; i < nb; ++i) {
       const Beam& beam = beams[static_cast<size_t>(i)];
       const AllowedRow& row = rows[static_cast<size_t>(i)];
@@ -84,7 +87,11 @@ std::vector<Beam> expand_beams(const std::vector<Beam>& beams, const AllowedRows
     const size_t keep = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(cands.size())));
     // One more than kept when asked for the boundary gap (the best dropped candidate).
     const size_t sorted = boundary_gap != nullptr ? std::min(keep + 1, cands.size()) : keep;
-    std::partial_sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(sorted), cands.end(), less);
+    // `less` is a total order (ties broken by the token tuples), so selecting the first `sorted`
+    // and sorting them equals a partial sort, in O(n + sorted log sorted) rather than O(n log sorted).
+    if (sorted > 0 && sorted < cands.size())
+      std::nth_element(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(sorted - 1), cands.end(), less);
+    std::sort(cands.begin(), cands.begin() + static_cast<std::ptrdiff_t>(sorted), less);
     if (boundary_gap != nullptr)
       *boundary_gap = sorted > keep && keep > 0 ? cands[keep - 1].score - cands[keep].score
                                                 : std::numeric_limits<float>::infinity();

@@ -247,14 +247,19 @@ void LlamaTreeScorer::compact(const at::Tensor& keep_in) {
                 "compact: keep must be int64 [B=", b, ", m], got ", keep_in.sizes());
   ATSPEED_CHECK(!pending_prompts_.defined(), "compact: the deferred prompts were never fed (call extend first)");
   const at::Tensor keep = keep_in.cpu().contiguous();
-  if (keep.numel() > 0) {
-    ATSPEED_CHECK(keep.min().item<int64_t>() >= 0 && keep.max().item<int64_t>() < s, "compact: slot outside [0, ", s,
-                  ")");
-  }
   const int64_t m = keep.size(1);
-  visible_store_ = visible_ =
+  const int64_t* kp = keep.data_ptr<int64_t>();
+  for (int64_t i = 0; i < keep.numel(); ++i)  // a host loop: min()/max() and item() cost two ops each
+    ATSPEED_CHECK(kp[i] >= 0 && kp[i] < s, "compact: slot ", kp[i], " outside [0, ", s, ")");
+  // The kept rows and columns go back to the front of the same stores (m <= s), so the next extend
+  // finds its room there instead of allocating and zeroing a new [B, cap, cap] store every round.
+  const at::Tensor kept_visible =
       visible_.gather(1, keep.unsqueeze(2).expand({b, m, s})).gather(2, keep.unsqueeze(1).expand({b, m, m}));
-  positions_store_ = positions_ = positions_.gather(1, keep);
+  const at::Tensor kept_positions = positions_.gather(1, keep);
+  visible_ = visible_store_.narrow(1, 0, m).narrow(2, 0, m);
+  visible_.copy_(kept_visible);
+  positions_ = positions_store_.narrow(1, 0, m);
+  positions_.copy_(kept_positions);
   c10::InferenceMode guard;
   if (!cache_.k.empty()) cache_.gather(to_device_async(keep, cache_.k[0].device()));
 }
