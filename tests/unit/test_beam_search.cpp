@@ -355,10 +355,13 @@ TEST(BeamSearchLlamaTest, SamplingIsSeededAndValid) {
       for (size_t j = 0; j < i; ++j) EXPECT_NE(a[r].beams[i].tokens, a[r].beams[j].tokens);  // no repeats
     }
   }
-  // Same seeds one by one: identical (each request has its own generator).
+  // Same seeds one by one: identical (each request has its own generator). Scores to 1e-4, as the
+  // naive comparison below: a batch of 4 and a batch of 1 run GEMMs of other shapes, whose float32
+  // sums differ in the last bits by CPU (MKL's AMD Zen kernels gave 1.3e-5 on a score of -19.7,
+  // the warped scores being log-probs / 0.7 summed over the levels).
   for (size_t r = 0; r < prompts.size(); ++r) {
     const auto one = search.run({prompts[r]}, {o.seed + r});
-    expect_same(a[r], one[0], 1e-5, "one by one " + std::to_string(r));
+    expect_same(a[r], one[0], 1e-4, "one by one " + std::to_string(r));
   }
   // Other seeds: some request decodes differently.
   SearchOptions o2 = o;
