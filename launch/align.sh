@@ -49,14 +49,18 @@ sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
 target="runs/$ds-target/best.h5"
 init="runs/$ds-draft/best.h5"
 teacher="runs/$ds-teacher"
-for f in "$target" "$init"; do
-  [ -f "$f" ] || { echo "missing $f: run 'bash launch/results.sh $ds target draft' first" >&2; exit 2; }
-done
+[ -f "$target" ] || { echo "missing $target: run 'bash launch/results.sh $ds target' first" >&2; exit 2; }
+# The hidden-64 CE draft is the start of the teacher-free stages' runs only; the paper stages check
+# their own size's start in train_paper.
+need_init() {
+  [ -f "$init" ] || { echo "missing $init: run 'bash launch/results.sh $ds draft' first" >&2; exit 2; }
+}
 
 # One draft: objective $1, alpha $2, epochs $3, then optional: a name tag $4 and extra overrides.
 # Skipped when done, resumed when interrupted.
 train_draft() {
   local obj="$1" alpha="$2" ep="$3" tag="${4:-}" dir
+  need_init
   local budget="e$ep" teacher_arg="$teacher/teacher"
   [ "$steps" -gt 0 ] && budget="s$steps"
   [ "$teacher_mode" = online ] && teacher_arg=""
@@ -89,10 +93,10 @@ train_paper() {
   local resume=false
   [ -f "$dir/last.h5" ] && resume=true
   if [ "$start" = scratch ]; then
-    # The CE draft's shape without its weights: model=draft_small with the size's overrides.
-    shape=(model=draft_small align.init= model.name="draft_h$size" model.hidden_size="$size"
-      model.intermediate_size=$((size * 11 / 4)) model.num_attention_heads=$((size / 16))
-      model.num_key_value_heads=$((size / 32)))
+    # The CE draft's shape without its weights: its preset (draft_small is hidden 64).
+    local preset="draft_h$size"
+    [ "$size" = 64 ] && preset=draft_small
+    shape=(model="$preset" align.init=)
   else
     shape=(align.init="$init")
   fi
@@ -125,6 +129,7 @@ for stage in "${stages[@]}"; do
       for wd in 0.1 0.01; do for a in 0.7 0.5 0.3 0.1; do train_paper "${sizes[0]}" atspeed_r "$a" "$wd" ce; done; done
       for obj in ce atspeed_r; do train_paper "${sizes[0]}" "$obj" 0.7 0.1 scratch; done ;;
     timing)  # offline vs online teacher on the same start and objective: seconds per training step
+      need_init
       mkdir -p runs/align-timing
       for mode in offline online; do
         teacher_dir=""

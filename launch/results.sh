@@ -39,9 +39,7 @@ for stage in "${stages[@]}"; do
         run.out_dir="runs/$ds-draft" train.resume="$resume" ;;
     draft128|draft256)  # issue 18 capacity study: CE drafts of hidden 128 and 256 beside draft_small's 64
       h="${stage#draft}"
-      "$bin" train-target model=draft_small data="$ds" train.epochs="$epochs" run.threads="$threads" \
-        model.name="draft_h$h" model.hidden_size="$h" model.intermediate_size=$((h * 11 / 4)) \
-        model.num_attention_heads=$((h / 16)) model.num_key_value_heads=$((h / 32)) \
+      "$bin" train-target model="draft_h$h" data="$ds" train.epochs="$epochs" run.threads="$threads" \
         run.out_dir="runs/$ds-draft-h$h" train.resume="$resume" ;;
     train_bench)  # README "Training throughput": per-prefix rows against one-pass rows, side by side
       "$bin" bench train model=target_small data="$ds" run.threads="$threads" run.out_dir="runs/$ds-train-bench" \

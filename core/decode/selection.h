@@ -34,11 +34,6 @@ using AllowedRows = std::vector<AllowedRow>;
 struct TransferStats {
   int64_t copies = 0;  // device-to-host copies (one per forward a search read)
   int64_t bytes = 0;   // bytes brought to the host (values; on a CPU model the bytes read)
-  TransferStats& operator+=(const TransferStats& o) {
-    copies += o.copies;
-    bytes += o.bytes;
-    return *this;
-  }
 };
 
 // rows: float32 [R, V] on any device (a view of a forward's output); allowed[i]: the tokens row i
