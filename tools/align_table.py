@@ -22,6 +22,8 @@ def draft_name(path):
     m = re.match(r"^[a-z]+-(.+)-a([0-9.]+)(?:-wd([0-9.]+))?-([es])([0-9]+)$", d)
     if m:
         obj = m.group(1) + (f" (wd {m.group(3)})" if m.group(3) else "")
+        if m.group(2) == "0":  # alpha 0: a CE draft trained from scratch on all training prefixes, the runs' start
+            obj += " (start)"
         return obj, m.group(2), m.group(5) + (" steps" if m.group(4) == "s" else "")
     return "start (CE draft)", "-", "-"
 
