@@ -15,10 +15,11 @@ import re
 import sys
 
 
-def log_minutes(logs):
-    """run name -> minutes from its first "draft training" line to its last "done:" line."""
+def log_times(logs):
+    """run name -> (minutes from its first "draft training" line to its last "done:" line, whether
+    that "done:" line says the run stopped early)."""
     stamp = re.compile(r"^\[(\d+):(\d+):(\d+)\.\d+\] \[info\] (draft training: .* out (\S+)|done: .*\((\S+)/best\.h5)")
-    start, end = {}, {}
+    start, end, early = {}, {}, {}
     for path in logs:
         with open(path, errors="replace") as f:
             for line in f:
@@ -30,11 +31,12 @@ def log_minutes(logs):
                     start.setdefault(os.path.basename(m.group(5)), t)
                 else:
                     end[os.path.basename(m.group(6))] = t
+                    early[os.path.basename(m.group(6))] = "(early stopped)" in line
     # Log times have no date: a run that crosses midnight wraps once.
-    return {r: ((end[r] - start[r]) % 86400) / 60 for r in start if r in end}
+    return {r: (((end[r] - start[r]) % 86400) / 60, early[r]) for r in start if r in end}
 
 
-def summarise(run, minutes):
+def summarise(run, times):
     saved = os.path.join(run, "train_summary.json")
     if os.path.exists(saved) and not os.path.exists(os.path.join(run, "metrics.jsonl")):
         with open(saved) as f:
@@ -51,12 +53,11 @@ def summarise(run, minutes):
         raise SystemExit(f"align_runs: {run}/metrics.jsonl has no eval records")
     best = min(evals, key=lambda r: r["valid_loss"])
     name = os.path.basename(os.path.normpath(run))
-    if name not in minutes:
+    if name not in times:
         raise SystemExit(f"align_runs: no start and done lines for {name} in the --logs files")
     return {"run": name, "steps": steps, "epochs": evals[-1]["epoch"],
             "best_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
-            "early_stopped": evals[-1].get("bad_evals", 0) > 0 and evals[-1]["epoch"] < 20,
-            "train_minutes": round(minutes[name], 1)}
+            "early_stopped": times[name][1], "train_minutes": round(times[name][0], 1)}
 
 
 def main(argv):
@@ -69,13 +70,13 @@ def main(argv):
         i = argv.index("--logs")
         j = next((k for k in range(i + 1, len(argv)) if argv[k].startswith("--")), len(argv))
         logs, argv = argv[i + 1:j], argv[:i] + argv[j:]
-    minutes = log_minutes(logs)
+    times = log_times(logs)
     rows = []
     for r in argv:
         if os.path.exists(os.path.join(r, "metrics.jsonl")) and not os.path.exists(os.path.join(r, "done")):
             print(f"({r}: not finished, left out)", file=sys.stderr)
             continue
-        rows.append(summarise(r, minutes))
+        rows.append(summarise(r, times))
     print("| run | epochs run | best epoch | best valid loss | train minutes |")
     print("|---|---|---|---|---|")
     for s in rows:

@@ -13,6 +13,20 @@ import json
 import os
 import re
 import sys
+from collections import namedtuple
+
+# One draft's bench: obj/alpha/budget from its directory name (draft_name), the JSON, and its
+# fixed-width strict/relaxed results by (kind, k).
+Row = namedtuple("Row", "obj alpha budget data by")
+
+
+def label(row):
+    return f"{row.obj} | {row.alpha} | {row.budget}"
+
+
+def header(ks, extra=""):
+    print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + f" |{extra}")
+    print("|---|---|---|" + "---|" * (len(ks) + (1 if extra else 0)))
 
 
 def draft_name(path):
@@ -37,27 +51,24 @@ def size_of(name):
 def relative_table(rows, ks, kind):
     """Accepted levels per round of every paper-protocol row divided by its own size's CE row (the
     same-budget baseline), per K: the issue-18 goal is >= 1.20 at K = 10 and 20 under strict."""
-    def key(name):  # (size, budget): the CE row of the same size and budget is the baseline
-        obj, _, budget = name.split(" | ")
-        return size_of(obj), budget
+    def key(row):  # (size, budget): the CE row of the same size and budget is the baseline
+        return size_of(row.obj), row.budget
 
-    ce = {key(name): by for name, _, by in rows
-          if size_of(name) and name.split(" | ")[0].split(" (")[0] == size_of(name) + "-ce"}
+    ce = {key(row): row.by for row in rows if size_of(row.obj) and row.obj.split(" (")[0] == size_of(row.obj) + "-ce"}
     if not ce:
         return
     print(f"{kind}: accepted levels per round relative to the same size's CE draft (same protocol and budget)\n")
-    print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + " |")
-    print("|---|---|---|" + "---|" * len(ks))
-    for name, _, by in rows:
-        base = ce.get(key(name))
+    header(ks)
+    for row in rows:
+        base = ce.get(key(row))
         if base is None:
             continue
         cells = []
         for k in ks:
-            r, b = by.get((kind, k)), base.get((kind, k))
+            r, b = row.by.get((kind, k)), base.get((kind, k))
             ok = r is not None and b is not None and b["accepted_levels_per_round"] > 0
             cells.append(f"{r['accepted_levels_per_round'] / b['accepted_levels_per_round']:.2f}" if ok else "-")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {label(row)} | " + " | ".join(cells) + " |")
     print()
 
 
@@ -74,36 +85,34 @@ def main(paths):
             # Fixed-width strict/relaxed rows of the first batch size (not adaptive, not baselines).
             if r["batch_size"] == d["batch_sizes"][0] and r["method"].startswith(r["kind"] + "("):
                 by[(r["kind"], r["k"])] = r
-        rows.append((f"{obj} | {alpha} | {ep}", d, by))
+        rows.append(Row(obj, alpha, ep, d, by))
     if not rows:
         sys.exit("align_table: no bench JSON files found")
-    ks = rows[0][1]["ks"]
-    d0 = rows[0][1]
+    d0 = rows[0].data
+    ks = d0["ks"]
     print(f"{d0['dataset']}: {d0['users']} test users, batch {d0['batch_sizes'][0]}, N = 40, target {d0['target']}\n")
     for kind, title in (("strict", "AtSpeed-S (strict)"), ("relaxed", "AtSpeed-R (relaxed)")):
         print(f"{title}: accepted levels per round / target forwards per request (baseline 4)\n")
-        print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + " | mean acc/rd |")
-        print("|---|---|---|" + "---|" * (len(ks) + 1))
-        for name, _, by in rows:
+        header(ks, " mean acc/rd |")
+        for row in rows:
             cells, accs = [], []
             for k in ks:
-                r = by.get((kind, k))
+                r = row.by.get((kind, k))
                 if r is None:
                     cells.append("-")
                     continue
                 accs.append(r["accepted_levels_per_round"])
                 cells.append(f"{r['accepted_levels_per_round']:.2f} / {r['target_forwards']:.2f}")
             mean = f"{sum(accs) / len(accs):.2f}" if accs else "-"
-            print(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
+            print(f"| {label(row)} | " + " | ".join(cells) + f" | {mean} |")
         print()
         relative_table(rows, ks, kind)
     print("Speedup (mean of per-request latency ratios) strict / relaxed, and strict identical fraction\n")
-    print("| objective | alpha | budget (epochs) | " + " | ".join(f"K={k}" for k in ks) + " |")
-    print("|---|---|---|" + "---|" * len(ks))
-    for name, _, by in rows:
+    header(ks)
+    for row in rows:
         cells = []
         for k in ks:
-            s, r = by.get(("strict", k)), by.get(("relaxed", k))
+            s, r = row.by.get(("strict", k)), row.by.get(("relaxed", k))
             if s is None:
                 cells.append("-")
                 continue
@@ -112,16 +121,16 @@ def main(paths):
                 cell += f" / {r['speedup_mean_ratio']:.2f}x"
             cell += f" ({s.get('identical_fraction', float('nan')):.3f})"
             cells.append(cell)
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {label(row)} | " + " | ".join(cells) + " |")
     # Strict decoding must return target beam search's lists: a difference is either a counted
     # near-tie flip (two beams within float noise swap, and a cascade may follow) or a mismatch.
     print("\nStrict lists that differ from target beam search, all K: near-tie flips / cascades / mismatches\n")
-    for name, _, by in rows:
-        strict = [r for (kind, _), r in by.items() if kind == "strict"]
+    for row in rows:
+        strict = [r for (kind, _), r in row.by.items() if kind == "strict"]
         flips = sum(r.get("near_tie_flips", 0) for r in strict)
         cascades = sum(r.get("near_tie_cascades", 0) for r in strict)
         mismatches = sum(r.get("mismatches", 0) for r in strict)
-        print(f"- {name.split(' | ')[0]}: {flips} / {cascades} / {mismatches}")
+        print(f"- {row.obj}: {flips} / {cascades} / {mismatches}")
 
 
 if __name__ == "__main__":
