@@ -201,8 +201,10 @@ struct TeacherReader::Impl {
     c.beams = rows(part, "beams", begin, end);
     c.num_beams = rows(part, "num_beams", begin, end);
     c.beam_scores = rows(part, "beam_scores", begin, end);
-    c.gt_logits = logits(part, "gt_logits", begin, end);
-    c.beam_logits = logits(part, "beam_logits", begin, end);
+    if (options.logits) {
+      c.gt_logits = logits(part, "gt_logits", begin, end);
+      c.beam_logits = logits(part, "beam_logits", begin, end);
+    }
     return c;
   }
 };
@@ -257,7 +259,7 @@ TeacherChunk TeacherReader::get(const std::vector<int64_t>& indices) const {
   auto cat = [&](at::Tensor TeacherChunk::*field) {
     std::vector<at::Tensor> v;
     for (const auto& c : rows) v.push_back(c.*field);
-    out.*field = at::cat(v, 0);
+    if (v.empty() || v.front().defined()) out.*field = at::cat(v, 0);  // undefined: logits not read
   };
   for (auto f : {&TeacherChunk::sample_index, &TeacherChunk::user, &TeacherChunk::gt_rows, &TeacherChunk::beams,
                  &TeacherChunk::num_beams, &TeacherChunk::beam_scores, &TeacherChunk::gt_logits,

@@ -108,6 +108,9 @@ struct TeacherReadOptions {
   float fill = -std::numeric_limits<float>::infinity();
   std::optional<float> floor_margin;
   bool to_float32 = true;  // return logits as float32 (else the stored dtype)
+  // false: gt_logits and beam_logits stay undefined (seqkd reads only the beams; the logits are
+  // most of a sample's bytes and of its decompression and top-k reconstruction).
+  bool logits = true;
 };
 
 // Reads one split of a teacher directory. Thread-compatible (one reader per thread).

@@ -23,6 +23,7 @@ DraftObjective::DraftObjective(const AlignConfig& align, std::shared_ptr<const I
   }
   TeacherReadOptions ro;
   ro.floor_margin = static_cast<float>(align_.teacher_floor_margin);
+  ro.logits = align_.options.objective.needs_teacher_logits();
   for (const std::string split : {"train", "valid"}) {
     auto& reader = split == "train" ? train_reader_ : valid_reader_;
     reader.emplace(align_.teacher, split, ro);
@@ -94,10 +95,10 @@ std::pair<at::Tensor, int64_t> DraftObjective::loss(model::LlamaModelImpl& model
   if (align_.needs_teacher()) {
     AlignmentInputs in;
     in.student_gt = student.select(1, 0);
-    in.teacher_gt = t.gt_logits.to(device);
+    if (t.gt_logits.defined()) in.teacher_gt = t.gt_logits.to(device);  // undefined: not read (seqkd)
     if (beams) {
       in.student_beams = student.narrow(1, 1, student.size(1) - 1);
-      in.teacher_beams = t.beam_logits.to(device);
+      if (t.beam_logits.defined()) in.teacher_beams = t.beam_logits.to(device);
       in.beam_labels = t.beams.to(device);
     }
     in.slot_mask = slot_mask_.to(device);

@@ -49,6 +49,8 @@ class Objective {
   const char* name() const;  // ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd, atspeed_s_norm
   // Everything but ce aligns to a teacher.
   constexpr bool needs_teacher() const { return value_ != Ce; }
+  // The objectives that read the teacher's logits (seqkd learns from its beam rows alone).
+  constexpr bool needs_teacher_logits() const { return needs_teacher() && value_ != SeqKd; }
   // The objectives fed the teacher's K beam rows as well as the ground truth.
   constexpr bool needs_beams() const {
     return value_ == AtspeedS || value_ == AtspeedR || value_ == SeqKd || value_ == AtspeedSNorm;

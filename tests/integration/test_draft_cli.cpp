@@ -132,6 +132,22 @@ TEST(DraftCli, TeacherResumeEqualsUninterruptedAndTrainDraftSigkillResume) {
   ASSERT_GE(reference.size(), 15u);
   EXPECT_EQ(CheckpointReader(tmp.str("u/best.h5")).attributes().kind, "draft");
 
+  // seqkd reads only the beams from the files (TeacherReadOptions::logits = false): the same losses
+  // as with the online teacher, which computes the same beams in the training loop.
+  const std::string seqkd = "train-draft " + data_args(tmp) + " align.objective=seqkd align.target=" + tmp.str("target.h5") +
+                            " model.hidden_size=16 model.intermediate_size=32 model.num_hidden_layers=2"
+                            " model.num_attention_heads=2 model.num_key_value_heads=1 train.global_batch=16"
+                            " train.micro_batch=8 train.max_steps=4 train.warmup_steps=2 train.max_valid_samples=16"
+                            " train.eval_batch=16 run.out_dir=";
+  r = test::run_atspeed(seqkd + tmp.str("sq_files") + " align.teacher=" + tmp.str("full"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_atspeed(seqkd + tmp.str("sq_online") + " align.beams=4");  // the files' teacher.beams
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto files_losses = losses(tmp.str("sq_files/metrics.jsonl")), online_losses = losses(tmp.str("sq_online/metrics.jsonl"));
+  ASSERT_EQ(files_losses.size(), 4u);
+  ASSERT_EQ(online_losses.size(), files_losses.size());
+  for (const auto& [step, loss] : files_losses) EXPECT_NEAR(online_losses.at(step), loss, 1e-5) << "seqkd step " << step;
+
   const std::string log = tmp.str("k.log");
   const std::string cmd = std::string("exec ") + ATSPEED_BIN + " " + train + tmp.str("k") + " >" + log + " 2>&1";
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};

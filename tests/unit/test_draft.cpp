@@ -114,6 +114,14 @@ TEST(TeacherData, RoundTripFullHalfTopKAndFingerprints) {
       EXPECT_TRUE(at::equal(back.user, c.user));
       EXPECT_TRUE(at::equal(back.gt_rows, c.gt_rows));
       EXPECT_TRUE(at::equal(back.beam_scores, c.beam_scores));
+      // Beams only (seqkd): the same rows, and no logits read.
+      TeacherReadOptions beams_only;
+      beams_only.logits = false;
+      const TeacherChunk lean = TeacherReader(dir, "train", beams_only).get({0, 1, 2, 3, 4});
+      EXPECT_TRUE(at::equal(lean.beams, c.beams));
+      EXPECT_TRUE(at::equal(lean.user, c.user));
+      EXPECT_FALSE(lean.gt_logits.defined());
+      EXPECT_FALSE(lean.beam_logits.defined());
       const auto rounded = [&](const at::Tensor& x) { return dtype == "float16" ? x.to(at::kHalf).to(at::kFloat) : x; };
       if (top_k == 0) {
         EXPECT_TRUE(at::equal(back.gt_logits, rounded(c.gt_logits)));
