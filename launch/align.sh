@@ -16,7 +16,9 @@
 # ATSPEED_ALIGN_STEPS (> 0: a budget of this many optimizer steps instead of epochs; run directories
 # then end in -s<steps>), ATSPEED_ALIGN_TEACHER (offline: the teacher files of the teacher stage,
 # default; online: the target computes the teacher inside the training loop, for datasets whose
-# teacher files would not fit the machine's time or disk), ATSPEED_THREADS (default 2).
+# teacher files would not fit the machine's time or disk), ATSPEED_THREADS (default 2; threads per rank),
+# ATSPEED_ALIGN_TEACHER_RANKS (default 1; > 1: the teacher stage runs under mpirun -np <ranks>, each
+# rank writing its share of the part files).
 # The paper's protocol (issue 18; stages paper, paper_grid): every draft size of ATSPEED_ALIGN_SIZES
 # (default "64 128 256": the CE drafts runs/<ds>-draft, runs/<ds>-draft-h128, runs/<ds>-draft-h256 of
 # launch/results.sh) trained with each objective of ATSPEED_ALIGN_PAPER_OBJECTIVES (default "ce seqkd
@@ -43,6 +45,8 @@ lr="${ATSPEED_ALIGN_LR:-5.0e-4}"
 users="${ATSPEED_ALIGN_USERS:-1000}"
 steps="${ATSPEED_ALIGN_STEPS:-0}"
 teacher_mode="${ATSPEED_ALIGN_TEACHER:-offline}"
+teacher_ranks="${ATSPEED_ALIGN_TEACHER_RANKS:-1}"
+case "$teacher_ranks" in ''|*[!0-9]*|0) echo "ATSPEED_ALIGN_TEACHER_RANKS: a positive integer, not '$teacher_ranks'" >&2; exit 2 ;; esac
 case "$teacher_mode" in offline|online) ;; *) echo "ATSPEED_ALIGN_TEACHER: offline or online, not '$teacher_mode'" >&2; exit 2 ;; esac
 objectives=(${ATSPEED_ALIGN_OBJECTIVES:-ce atspeed_s atspeed_r wordkd tvdkd seqkd})
 sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
@@ -113,7 +117,9 @@ for stage in "${stages[@]}"; do
   echo "[align] $ds: $stage"
   case "$stage" in
     teacher)  # resumable by itself: finished part files are kept
-      "$bin" teacher data="$ds" teacher.target="$target" run.threads="$threads" run.out_dir="$teacher" ;;
+      launcher=()
+      [ "$teacher_ranks" -gt 1 ] && launcher=(mpirun -np "$teacher_ranks")
+      "${launcher[@]}" "$bin" teacher data="$ds" teacher.target="$target" run.threads="$threads" run.out_dir="$teacher" ;;
     drafts)
       for obj in "${objectives[@]}"; do train_draft "$obj" 0.7 "$epochs"; done ;;
     sweep)
