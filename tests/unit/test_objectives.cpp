@@ -308,6 +308,27 @@ TEST(ObjectiveTest, DispatcherMatchesDirectCalls) {
   EXPECT_THROW(alignment_loss(Objective::AtspeedR, in, c), Error);
 }
 
+// needs_teacher_logits() decides whether the teacher files' logits are read (TeacherReadOptions::logits):
+// every objective that claims not to need them computes its loss without them, every other one refuses.
+TEST(ObjectiveTest, NeedsTeacherLogitsMatchesWhatEachLossReads) {
+  torch::manual_seed(7);
+  AlignmentInputs in;
+  in.student_beams = torch::randn({1, 2, 5, 7}, kF64);
+  in.beam_labels = torch::randint(0, 7, {1, 2, 5}, torch::kLong);
+  in.student_gt = torch::randn({2, 5, 7}, kF64);  // teacher_gt, teacher_beams: undefined, as when not read
+  const AlignmentOptions o;
+  for (const Objective obj : {Objective::AtspeedS, Objective::AtspeedR, Objective::WordKd, Objective::TvdKd,
+                              Objective::SeqKd, Objective::AtspeedSNorm}) {
+    if (obj.needs_teacher_logits()) {
+      EXPECT_THROW(alignment_loss(obj, in, o), Error) << obj.name();
+    } else {
+      EXPECT_TRUE(torch::isfinite(alignment_loss(obj, in, o)).item<bool>()) << obj.name();
+    }
+  }
+  EXPECT_FALSE(Objective(Objective::Ce).needs_teacher_logits());
+  EXPECT_FALSE(Objective(Objective::SeqKd).needs_teacher_logits());
+}
+
 TEST(ObjectiveTest, ValidateRejectsBadOptions) {
   const auto expect_config_error = [](const AlignmentOptions& o, const std::string& key) {
     try {
