@@ -46,7 +46,7 @@ users="${ATSPEED_ALIGN_USERS:-1000}"
 steps="${ATSPEED_ALIGN_STEPS:-0}"
 teacher_mode="${ATSPEED_ALIGN_TEACHER:-offline}"
 teacher_ranks="${ATSPEED_ALIGN_TEACHER_RANKS:-1}"
-case "$teacher_ranks" in ''|*[!0-9]*|0) echo "ATSPEED_ALIGN_TEACHER_RANKS: a positive integer, not '$teacher_ranks'" >&2; exit 2 ;; esac
+case "$teacher_ranks" in ''|*[!0-9]*|0*|?????*) echo "ATSPEED_ALIGN_TEACHER_RANKS: a positive integer below 10000, not '$teacher_ranks'" >&2; exit 2 ;; esac
 case "$teacher_mode" in offline|online) ;; *) echo "ATSPEED_ALIGN_TEACHER: offline or online, not '$teacher_mode'" >&2; exit 2 ;; esac
 objectives=(${ATSPEED_ALIGN_OBJECTIVES:-ce atspeed_s atspeed_r wordkd tvdkd seqkd})
 sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
