@@ -53,7 +53,7 @@ TrainObjective DraftObjective::objective() {
 
 TeacherChunk DraftObjective::teacher(const std::string& split, const std::vector<int64_t>& indices,
                                      const std::vector<const Sample*>& samples) {
-  if (online_) return online_->compute(samples, format_, true);
+  if (online_) return online_->compute(samples, format_, true, align_.options.objective.needs_teacher_logits());
   const auto& reader = split == "train" ? train_reader_ : valid_reader_;
   TeacherChunk c = reader->get(indices);
   for (size_t i = 0; i < samples.size(); ++i)

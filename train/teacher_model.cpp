@@ -84,7 +84,7 @@ TeacherComputer::TeacherComputer(model::LlamaModel model, std::shared_ptr<const 
 TeacherComputer::~TeacherComputer() = default;
 
 TeacherChunk TeacherComputer::compute(const std::vector<const Sample*>& samples, const PromptFormat& format,
-                                      bool on_device) {
+                                      bool on_device, bool logits) {
   const auto B = static_cast<int64_t>(samples.size());
   const int64_t S = format.response_length(), K = beams_;
   std::vector<std::vector<int64_t>> prompts;
@@ -121,6 +121,13 @@ TeacherChunk TeacherComputer::compute(const std::vector<const Sample*>& samples,
       }
     }
   }
+  TeacherChunk c;
+  c.user = user;
+  c.gt_rows = gt;
+  c.beams = beams;
+  c.num_beams = num_beams;
+  c.beam_scores = scores;
+  if (!logits) return c;
   torch::NoGradGuard no_grad;  // not InferenceMode: the logits are later used next to autograd tensors
   at::Tensor all_rows = torch::cat({gt.view({B, 1, S}), beams}, 1);
   // The slot forward in slices of search_batch samples (21 rows each): bounded activation memory.
@@ -131,15 +138,9 @@ TeacherChunk TeacherComputer::compute(const std::vector<const Sample*>& samples,
     at::Tensor l = row_slot_logits(*model_, part, all_rows.narrow(0, start, end - start), device_);
     slices.push_back(on_device ? l : l.cpu());
   }
-  at::Tensor logits = torch::cat(slices, 0);
-  TeacherChunk c;
-  c.user = user;
-  c.gt_rows = gt;
-  c.beams = beams;
-  c.num_beams = num_beams;
-  c.beam_scores = scores;
-  c.gt_logits = logits.select(1, 0).contiguous();
-  c.beam_logits = logits.narrow(1, 1, K).contiguous();
+  const at::Tensor slot_logits = torch::cat(slices, 0);
+  c.gt_logits = slot_logits.select(1, 0).contiguous();
+  c.beam_logits = slot_logits.narrow(1, 1, K).contiguous();
   return c;
 }
 

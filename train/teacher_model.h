@@ -39,9 +39,10 @@ class TeacherComputer {
   ~TeacherComputer();
 
   // A chunk for `samples` (their first target is the ground truth). sample_index is left undefined
-  // (the caller knows it); logits float32 on the CPU, or on the device when `on_device`.
+  // (the caller knows it); logits float32 on the CPU, or on the device when `on_device`. Without
+  // `logits` (seqkd) the target's slot forward is skipped and gt_logits/beam_logits stay undefined.
   TeacherChunk compute(const std::vector<const Sample*>& samples, const PromptFormat& format,
-                       bool on_device = false);
+                       bool on_device = false, bool logits = true);
   model::LlamaModelImpl& model() { return *model_; }
 
  private:

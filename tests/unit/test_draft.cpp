@@ -36,14 +36,14 @@ std::vector<std::string> tiny_overrides(const test::TempDir& tmp, const std::str
           "align.beams=4", "run.threads=1"};
 }
 
-TeacherChunk some_chunk(const Dataset& ds, int64_t n, int64_t K, model::LlamaModel target) {
+TeacherChunk some_chunk(const Dataset& ds, int64_t n, int64_t K, model::LlamaModel target, bool logits = true) {
   const PromptFormat format(ds.catalog, PromptLayout{});
   static std::vector<Sample> samples;
   samples = make_train_samples(ds, TrainSamples::Last, 5);
   std::vector<const Sample*> rows;
   for (int64_t i = 0; i < n; ++i) rows.push_back(&samples[static_cast<size_t>(i)]);
   train::TeacherComputer computer(target, ds.catalog, K, 3, at::kCPU);
-  TeacherChunk c = computer.compute(rows, format);
+  TeacherChunk c = computer.compute(rows, format, false, logits);
   c.sample_index = torch::arange(n, torch::kLong);
   return c;
 }
@@ -77,6 +77,12 @@ TEST(TeacherData, RoundTripFullHalfTopKAndFingerprints) {
   const int64_t V = ds.catalog->vocab().size(), K = 4, n = 5;
   auto target = test::random_model(V, 9);
   const TeacherChunk c = some_chunk(ds, n, K, target);
+  // Without logits (the online teacher of seqkd): the same beams, no slot forward.
+  const TeacherChunk lean_online = some_chunk(ds, n, K, target, false);
+  EXPECT_TRUE(at::equal(lean_online.beams, c.beams));
+  EXPECT_TRUE(at::equal(lean_online.beam_scores, c.beam_scores));
+  EXPECT_FALSE(lean_online.gt_logits.defined());
+  EXPECT_FALSE(lean_online.beam_logits.defined());
   ASSERT_EQ(c.beams.sizes(), (std::vector<int64_t>{n, K, 5}));
   EXPECT_TRUE((c.beams.select(2, 4) == 2).all().item<bool>());  // rows end with EOS
   EXPECT_TRUE(at::equal(c.beam_logits.select(2, 0).select(1, 1), c.gt_logits.select(1, 0)));  // shared slot 0
