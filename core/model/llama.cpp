@@ -123,11 +123,8 @@ void KvCache::compact(const at::Tensor& index) {
                   "KvCache::compact: index outside [0, ", cur, ")");
   }
   if (k.empty()) return;
-  const at::Tensor idx = index.to(k[0].device());
-  for (size_t i = 0; i < k.size(); ++i) {
-    k[i] = k[i].index_select(2, idx);
-    v[i] = v[i].index_select(2, idx);
-  }
+  // The same index for every row: gather's path (written back into the store, no new allocation).
+  gather(index.to(k[0].device()).view({1, -1}).expand({k[0].size(0), index.numel()}).contiguous());
 }
 
 void KvCache::gather(const at::Tensor& keep) {
