@@ -119,8 +119,8 @@ void run_train_draft(const TrainDraftOptions& o) {
 
 const RegisterCommand register_train_draft([](CLI::App& app) {
   auto o = std::make_shared<TrainDraftOptions>();
-  auto* cmd = app.add_subcommand("train-draft", "align the draft to the target (ce, atspeed_s, atspeed_r, wordkd, "
-                                                "tvdkd, seqkd, atspeed_s_norm) with checkpoints and exact resume");
+  auto* cmd = app.add_subcommand("train-draft", "align the draft to the target (" + train::Objective::names() +
+                                                    ") with checkpoints and exact resume");
   cmd->add_option("overrides", o->overrides,
                   "config overrides: align.objective=atspeed_s align.teacher=DIR (or align.target=CKPT) ...");
   cmd->callback([o]() { run_train_draft(*o); });

@@ -39,7 +39,7 @@ void AlignConfig::read(ConfigSection& s) {
   std::string objective = options.objective.name();
   s.get("objective", objective);
   const auto parsed = train::Objective::from_name(objective);
-  if (!parsed) s.fail("objective", "unknown objective '" + objective + "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd, atspeed_s_norm)");
+  if (!parsed) s.fail("objective", "unknown objective '" + objective + "' (" + train::Objective::names() + ")");
   options.objective = *parsed;
   s.get("alpha", options.alpha)
       .get("constrained_loss", options.constrained_loss)

@@ -71,9 +71,15 @@ std::optional<Objective> Objective::from_name(const std::string& text) {
   return std::nullopt;
 }
 
+std::string Objective::names() {
+  std::string out;
+  for (const char* n : kObjectives) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
+}
+
 Objective Objective::parse(const std::string& text, const std::string& field) {
   const auto o = from_name(text);
-  ATSPEED_ENSURE(Config, o.has_value(), field, ": unknown objective '", text, "' (ce, atspeed_s, atspeed_r, wordkd, tvdkd, seqkd, atspeed_s_norm)");
+  ATSPEED_ENSURE(Config, o.has_value(), field, ": unknown objective '", text, "' (", names(), ")");
   return *o;
 }
 

@@ -60,6 +60,8 @@ class Objective {
     return value_ == Ce || value_ == AtspeedS || value_ == AtspeedR || value_ == AtspeedSNorm;
   }
   static std::optional<Objective> from_name(const std::string& text);
+  // Every name, comma-separated in enum order (for error and help messages).
+  static std::string names();
   // Error(Config) naming `field` and the known names for an unknown one.
   static Objective parse(const std::string& text, const std::string& field);
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -325,6 +326,16 @@ TEST(ObjectiveTest, NeedsTeacherLogitsMatchesWhatEachLossReads) {
       EXPECT_TRUE(torch::isfinite(alignment_loss(obj, in, o)).item<bool>()) << obj.name();
     }
   }
+  // names() lists every objective once, each one parseable (the error and help messages use it).
+  std::stringstream listed(Objective::names());
+  std::string name;
+  int count = 0;
+  while (std::getline(listed >> std::ws, name, ',')) {
+    ASSERT_TRUE(Objective::from_name(name).has_value()) << "'" << name << "'";
+    EXPECT_EQ(Objective::from_name(name)->name(), name);
+    ++count;
+  }
+  EXPECT_EQ(count, 7);
   EXPECT_FALSE(Objective(Objective::Ce).needs_teacher_logits());
   EXPECT_FALSE(Objective(Objective::SeqKd).needs_teacher_logits());
 }
