@@ -51,13 +51,17 @@ def size_of(name):
 def relative_table(rows, ks, kind):
     """Accepted levels per round of every paper-protocol row divided by its own size's CE row (the
     same-budget baseline), per K: the issue-18 goal is >= 1.20 at K = 10 and 20 under strict."""
-    def key(row):  # (size, budget): the CE row of the same size and budget is the baseline
-        return size_of(row.obj), row.budget
+    def key(row):  # (size, budget, start): the CE row of the same size, budget and start is the baseline
+        return size_of(row.obj), row.budget, row.obj.split(" (")[0].endswith("-scratch")
 
-    ce = {key(row): row.by for row in rows if size_of(row.obj) and row.obj.split(" (")[0] == size_of(row.obj) + "-ce"}
+    def is_ce(row):  # h<size>-ce or, for from-scratch runs, h<size>-ce-scratch
+        size = size_of(row.obj)
+        return size is not None and row.obj.split(" (")[0] in (size + "-ce", size + "-ce-scratch")
+
+    ce = {key(row): row.by for row in rows if is_ce(row)}
     if not ce:
         return
-    print(f"{kind}: accepted levels per round relative to the same size's CE draft (same protocol and budget)\n")
+    print(f"{kind}: accepted levels per round relative to the same size's CE draft (same protocol, budget and start)\n")
     header(ks)
     for row in rows:
         base = ce.get(key(row))
