@@ -54,17 +54,27 @@ def relative_table(rows, ks, kind):
     def key(row):  # (size, budget, start): the CE row of the same size, budget and start is the baseline
         return size_of(row.obj), row.budget, row.obj.split(" (")[0].endswith("-scratch")
 
+    def wd_of(row):  # "0.01" of "h64-seqkd (wd 0.01)", None without one
+        m = re.search(r"\(wd ([0-9.]+)\)", row.obj)
+        return m.group(1) if m else None
+
     def is_ce(row):  # h<size>-ce or, for from-scratch runs, h<size>-ce-scratch
         size = size_of(row.obj)
         return size is not None and row.obj.split(" (")[0] in (size + "-ce", size + "-ce-scratch")
 
-    ce = {key(row): row.by for row in rows if is_ce(row)}
-    if not ce:
+    # The CE row of the same weight decay when there is one, else the first CE row of the same
+    # size, budget and start (a grid point at a weight decay no CE run used).
+    ce, ce_any = {}, {}
+    for row in rows:
+        if is_ce(row):
+            ce[key(row) + (wd_of(row),)] = row.by
+            ce_any.setdefault(key(row), row.by)
+    if not ce_any:
         return
-    print(f"{kind}: accepted levels per round relative to the same size's CE draft (same protocol, budget and start)\n")
+    print(f"{kind}: accepted levels per round relative to the same size's CE draft (same protocol, budget, start and, where a CE run used it, weight decay)\n")
     header(ks)
     for row in rows:
-        base = ce.get(key(row))
+        base = ce.get(key(row) + (wd_of(row),), ce_any.get(key(row)))
         if base is None:
             continue
         cells = []
