@@ -16,11 +16,16 @@ import sys
 
 
 def log_times(logs):
-    """run name -> (minutes from its first "draft training" line to its last "done:" line, whether
-    that "done:" line says the run stopped early)."""
-    stamp = re.compile(r"^\[(\d+):(\d+):(\d+)\.\d+\] \[info\] (draft training: .* out (\S+)|done: .*\((\S+)/best\.h5)")
-    start, end, early = {}, {}, {}
+    """run name -> (minutes of training, whether its last "done:" line says the run stopped early).
+    A run resumed after SIGTERM (possibly in another session, another log) has several segments, each
+    from a "draft training: ... out <run>" line to the next "done: ... (<run>/best.h5" or "stopped by
+    signal ...; <run>/last.h5" line of the same log; the minutes are their sum, so the gap between
+    sessions is not counted."""
+    stamp = re.compile(r"^\[(\d+):(\d+):(\d+)\.\d+\] \[\w+\] (draft training: .* out (\S+)"
+                       r"|done: .*\((\S+)/best\.h5|stopped by signal .*; (\S+)/last\.h5)")
+    minutes, early, finished = {}, {}, set()
     for path in logs:
+        start = {}  # run -> start second of its open segment in this log
         with open(path, errors="replace") as f:
             for line in f:
                 m = stamp.match(line)
@@ -28,12 +33,17 @@ def log_times(logs):
                     continue
                 t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
                 if m.group(5):
-                    start.setdefault(os.path.basename(m.group(5)), t)
-                else:
-                    end[os.path.basename(m.group(6))] = t
-                    early[os.path.basename(m.group(6))] = "(early stopped)" in line
-    # Log times have no date: a run that crosses midnight wraps once.
-    return {r: (((end[r] - start[r]) % 86400) / 60, early[r]) for r in start if r in end}
+                    start[os.path.basename(m.group(5))] = t
+                    continue
+                run = os.path.basename(m.group(6) or m.group(7))
+                if run not in start:
+                    continue
+                # Log times have no date: a segment that crosses midnight wraps once.
+                minutes[run] = minutes.get(run, 0.0) + ((t - start.pop(run)) % 86400) / 60
+                if m.group(6):
+                    finished.add(run)
+                    early[run] = "(early stopped)" in line
+    return {r: (minutes[r], early[r]) for r in finished}
 
 
 def summarise(run, times):

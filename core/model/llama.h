@@ -109,11 +109,11 @@ struct KvCache {
   bool empty() const { return length() == 0; }
   // Keeps the first len tokens (0 <= len <= length()).
   void truncate(int64_t len);
-  // Keeps the tokens at index (int64 [len'], any order, values in [0, length())), in index order:
-  // gather() with the same index for every row.
+  // Keeps the tokens at index (int64 [len'], len' <= length(), any order, values in [0, length())),
+  // in index order: gather() with the same index for every row.
   void compact(const at::Tensor& index);
-  // Per batch row b keeps the tokens keep[b, :] (int64 [B, m], on the cache's device), in that order,
-  // written back into the store.
+  // Per batch row b keeps the tokens keep[b, :] (int64 [B, m], m <= length(), on the cache's device),
+  // in that order, written back into the store (so it can only shrink the cache, never grow it).
   void gather(const at::Tensor& keep);
   void clear();
   // Appends k_new/v_new ([B, kv_heads, n, head_dim], any strides) to layer `layer`, in place when the
