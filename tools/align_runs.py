@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Training summary of draft runs (launch/align.sh, results.sh): epochs run, the best epoch and its
-validation loss (from each run's metrics.jsonl eval records), and the wall-clock minutes from the
-"draft training: ... out <run>" line to the "done: ... (<run>/best.h5" line of the training's own
-log (the stdout of train-draft, given with --logs), so the README can state compute hours.
+validation loss (from each run's metrics.jsonl eval records), and the wall-clock minutes of training
+from the training's own logs (the stdout of train-draft, given with --logs; see log_times for runs
+resumed across logs), so the README can state compute hours.
 
     python3 tools/align_runs.py runs/align/beauty-h128-*-e20 --logs runs/logs/*.log [--save docs/results]
 
@@ -23,7 +23,7 @@ def log_times(logs):
     sessions is not counted."""
     stamp = re.compile(r"^\[(\d+):(\d+):(\d+)\.\d+\] \[\w+\] (draft training: .* out (\S+)"
                        r"|done: .*\((\S+)/best\.h5|stopped by signal .*; (\S+)/last\.h5)")
-    minutes, early, finished = {}, {}, set()
+    minutes, early = {}, {}  # early: only runs whose "done:" line was seen
     for path in logs:
         start = {}  # run -> start second of its open segment in this log
         with open(path, errors="replace") as f:
@@ -41,9 +41,8 @@ def log_times(logs):
                 # Log times have no date: a segment that crosses midnight wraps once.
                 minutes[run] = minutes.get(run, 0.0) + ((t - start.pop(run)) % 86400) / 60
                 if m.group(6):
-                    finished.add(run)
                     early[run] = "(early stopped)" in line
-    return {r: (minutes[r], early[r]) for r in finished}
+    return {r: (minutes[r], early[r]) for r in early}
 
 
 def summarise(run, times):
