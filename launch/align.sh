@@ -75,14 +75,13 @@ lock_run() {
 }
 
 # The offline teacher's part files are read in the training's shuffled order, one random read per
-# sample: from a cold page cache the first epoch is disk-bound (Games, 13 GB of part files: 26 items/s
-# against 100 once cached, on the 2-core host). One sequential read of all of them (42 s there) warms
-# the cache first, when they fit in the available memory with 4 GiB to spare; otherwise the runs read
-# from disk as before. Once per worker.
-teacher_warm=false
+# sample: from a cold page cache an epoch is disk-bound (Games, 13 GB of part files on the 2-core host:
+# 26-41 items/s against 100-115 cached). One sequential read of all of them (about 50 s there; 12 s
+# when already cached) warms the cache before each run that reads them, when they fit in the
+# available memory with 4 GiB to spare. The kernel may still drop them during a long run (seen there
+# after about half an hour, with memory free); the run then reads from disk again, slower but correct.
 warm_teacher() {
-  [ "$teacher_mode" = offline ] && [ "$teacher_warm" = false ] && [ -d "$teacher/teacher" ] || return 0
-  teacher_warm=true
+  [ "$teacher_mode" = offline ] && [ -d "$teacher/teacher" ] || return 0
   local kb avail
   kb=$(du -sk "$teacher/teacher" | cut -f1)
   avail=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
