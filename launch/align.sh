@@ -75,11 +75,12 @@ lock_run() {
 }
 
 # The offline teacher's part files are read in the training's shuffled order, one random read per
-# sample: from a cold page cache an epoch is disk-bound (Games, 13 GB of part files on the 2-core host:
-# 26-41 items/s against 100-115 cached). One sequential read of all of them (about 50 s there; 12 s
-# when already cached) warms the cache before each run that reads them, when they fit in the
-# available memory with 4 GiB to spare. The kernel may still drop them during a long run (seen there
-# after about half an hour, with memory free); the run then reads from disk again, slower but correct.
+# sample: from a cold page cache an epoch of an objective that reads the teacher's logits is disk-bound
+# (Games, 13 GB of part files on the 2-core host: 26-41 items/s against 100-120 cached, at 1 thread).
+# One sequential read of all of them (about 50 s there; 12 s when already cached) warms the cache
+# before each such run (SeqKD reads only the beam rows), when they fit in the available memory with
+# 4 GiB to spare. The kernel may still drop them during a long run (seen there after about half an
+# hour, with memory free): `vmtouch -l -d <teacher dir>` keeps them resident (README, Games protocol).
 warm_teacher() {
   [ "$teacher_mode" = offline ] && [ -d "$teacher/teacher" ] || return 0
   local kb avail
@@ -106,7 +107,7 @@ train_draft() {
   if [ -f "$dir/done" ]; then echo "[align] $dir: done"; return; fi
   local resume=false
   [ -f "$dir/last.h5" ] && resume=true
-  [ "$obj" = ce ] || warm_teacher
+  case "$obj" in ce|seqkd) ;; *) warm_teacher ;; esac  # the objectives that read its logits
   echo "[align] $dir: training (resume=$resume)"
   "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher_arg" \
     align.target="$target" align.init="$init" train.epochs="$ep" train.max_steps="$steps" train.lr="$lr" train.warmup_steps=20 train.resume="$resume" \
@@ -141,7 +142,7 @@ train_paper() {
   else
     shape=(align.init="$init")
   fi
-  [ "$obj" = ce ] || warm_teacher
+  case "$obj" in ce|seqkd) ;; *) warm_teacher ;; esac  # the objectives that read its logits
   echo "[align] $dir: training (resume=$resume)"
   local teacher_arg="$teacher/teacher"
   [ "$teacher_mode" = online ] && teacher_arg=""
