@@ -81,7 +81,10 @@ lock_run() {
 # before each such run (SeqKD reads only the beam rows), when they fit in the available memory with
 # 4 GiB to spare. The kernel may still drop them during a long run (seen there after about half an
 # hour, with memory free): `vmtouch -l -d <teacher dir>` keeps them resident (README, Games protocol).
+# $1: the run's objective; nothing to do unless it reads the logits (Objective::needs_teacher_logits,
+# train/objectives.h: every objective but ce and seqkd).
 warm_teacher() {
+  case "$1" in ce|seqkd) return 0 ;; esac
   [ "$teacher_mode" = offline ] && [ -d "$teacher/teacher" ] || return 0
   local kb avail
   kb=$(du -sk "$teacher/teacher" | cut -f1)
@@ -107,7 +110,7 @@ train_draft() {
   if [ -f "$dir/done" ]; then echo "[align] $dir: done"; return; fi
   local resume=false
   [ -f "$dir/last.h5" ] && resume=true
-  case "$obj" in ce|seqkd) ;; *) warm_teacher ;; esac  # the objectives that read its logits
+  warm_teacher "$obj"
   echo "[align] $dir: training (resume=$resume)"
   "$bin" train-draft data="$ds" align.objective="$obj" align.alpha="$alpha" align.teacher="$teacher_arg" \
     align.target="$target" align.init="$init" train.epochs="$ep" train.max_steps="$steps" train.lr="$lr" train.warmup_steps=20 train.resume="$resume" \
@@ -142,7 +145,7 @@ train_paper() {
   else
     shape=(align.init="$init")
   fi
-  case "$obj" in ce|seqkd) ;; *) warm_teacher ;; esac  # the objectives that read its logits
+  warm_teacher "$obj"
   echo "[align] $dir: training (resume=$resume)"
   local teacher_arg="$teacher/teacher"
   [ "$teacher_mode" = online ] && teacher_arg=""
