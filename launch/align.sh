@@ -59,11 +59,24 @@ sweep=(${ATSPEED_ALIGN_SWEEP:-atspeed_s atspeed_r})
 target="runs/$ds-target/best.h5"
 init="runs/$ds-draft/best.h5"
 teacher="runs/$ds-teacher"
-[ -f "$target" ] || { echo "missing $target: run 'bash launch/results.sh $ds target' first" >&2; exit 2; }
+# Exits with a hint when checkpoint $1 (runs/<name>/best.h5, from `launch/results.sh $ds $2`) is missing;
+# where the repo commits that checkpoint (docs/results/<name>/best.h5: the Games target and hidden-64 CE
+# start, so that runs of different sessions and hosts share them), the hint is to copy it.
+need_checkpoint() {
+  [ -f "$1" ] && return
+  local committed="docs/results/${1#runs/}"
+  if [ -f "$committed" ]; then
+    echo "missing $1: copy the committed one (mkdir -p $(dirname "$1") && cp $committed $1) or run 'bash launch/results.sh $ds $2'" >&2
+  else
+    echo "missing $1: run 'bash launch/results.sh $ds $2' first" >&2
+  fi
+  exit 2
+}
+need_checkpoint "$target" target
 # The hidden-64 CE draft is the start of the teacher-free stages' runs only; the paper stages check
 # their own size's start in train_paper.
 need_init() {
-  [ -f "$init" ] || { echo "missing $init: run 'bash launch/results.sh $ds draft' first" >&2; exit 2; }
+  need_checkpoint "$init" draft
 }
 
 # Takes the lock of run directory $1 on file descriptor 9 (held until the caller's subshell or the
@@ -129,7 +142,7 @@ train_paper() {
   local size="$1" obj="$2" alpha="$3" wd="$4" start="$5" init shape=()
   init="runs/$ds-draft-h$size/best.h5"
   [ "$size" = 64 ] && init="runs/$ds-draft/best.h5"
-  [ -f "$init" ] || { echo "missing $init: run 'bash launch/results.sh $ds draft${size#64}' first" >&2; exit 2; }
+  need_checkpoint "$init" "draft${size#64}"
   local tag=""
   [ "$start" = scratch ] && tag="-scratch"
   local dir="runs/align/$ds-h$size-$obj$tag-a$alpha-wd$wd-e20"
