@@ -240,6 +240,13 @@ struct Trainer::Impl {
     bad_evals = need("bad_evals");
     evals = need("evals");
     best_metric = reader->double_attribute("trainer_state", "best_metric").value_or(best_metric);
+    // CPU kernels split their reductions by thread count, so only the same count continues the run
+    // bitwise; another count still resumes (a different machine may force it), with a warning.
+    const auto saved_threads = reader->int_attribute("trainer_state", "threads");
+    if (saved_threads && *saved_threads != at::get_num_threads())
+      spdlog::warn("{} was written with {} intra-op threads, this run has {} (run.threads): the resumed losses will "
+                   "differ slightly from an uninterrupted run's; set run.threads={} to continue it bitwise",
+                   last_path, *saved_threads, at::get_num_threads(), *saved_threads);
     spdlog::info("resumed from {}: epoch {}, step {}/{} of the epoch, global step {}", last_path, pos.epoch + 1,
                  pos.step_in_epoch, spe, pos.global_step);
   }
@@ -262,6 +269,7 @@ struct Trainer::Impl {
     w.set_int_attribute(g, "num_train_samples", static_cast<int64_t>(train_samples.size()));
     w.set_int_attribute(g, "global_batch", train.global_batch);
     w.set_int_attribute(g, "seed", run_cfg.seed);
+    w.set_int_attribute(g, "threads", at::get_num_threads());
     w.set_int_attribute(g, "bad_evals", bad_evals);
     w.set_int_attribute(g, "evals", evals);
     w.set_double_attribute(g, "best_metric", best_metric);

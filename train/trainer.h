@@ -21,11 +21,12 @@
 //   <dir>/best.h5   parameters (no optimizer) whenever the validation metric improves.
 // Content: the parameters (HF names), optimizer/{exp_avg,exp_avg_sq,step}.<param>, group
 // trainer_state's attributes (epoch, step_in_epoch, global_step, total_steps, steps_per_epoch,
-// best_metric, bad_evals, evals, num_train_samples, global_batch, seed), and root attributes kind,
+// best_metric, bad_evals, evals, num_train_samples, global_batch, seed, threads), and root attributes kind,
 // config_yaml (resolved, model.vocab_size filled in) and fingerprint (ItemCatalog::fingerprint()).
 // There is no RNG state to save: the data order is a pure function of (run.seed, epoch) and the
 // model has no dropout. train.resume=true restores all of it and continues at the saved position,
-// so the per-step losses equal those of an uninterrupted run (bitwise on CPU with the same threads).
+// so the per-step losses equal those of an uninterrupted run (bitwise on CPU with the same threads;
+// resuming with another intra-op thread count than the checkpoint's logs a warning).
 //
 // Objective hook: by default the loss is the response-token CE above. set_objective() replaces it
 // (train-draft's alignment losses): the hook returns a micro-batch's loss as a SUM over its units

@@ -126,6 +126,7 @@ TEST_F(TrainCli, SigtermMidEpochThenResumeEqualsUninterrupted) {
   const auto r = test::run_atspeed(train_args(tmp, "part") + " train.resume=true");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("intra-op threads"), std::string::npos) << r.output;  // same count: no warning
   const auto resumed = losses(tmp.str("part/metrics.jsonl"));
   ASSERT_EQ(resumed.size(), reference.size());
   for (const auto& [step, loss] : reference) EXPECT_EQ(resumed.at(step), loss) << "step " << step;
@@ -171,6 +172,18 @@ TEST_F(TrainCli, ResumeFromMissingOrCorruptCheckpointIsAClearError) {
   // A checkpoint of another kind is refused too.
   r = test::run_atspeed(train_args(tmp, "full") + " train.resume=true train.kind=draft");
   EXPECT_EQ(r.exit_code, 5) << r.output;
+}
+
+TEST_F(TrainCli, ResumeWithAnotherThreadCountWarns) {
+  CheckpointReader ckpt(tmp.str("full/last.h5"), std::string("target"));
+  EXPECT_EQ(ckpt.int_attribute("trainer_state", "threads").value(), 1);
+  fs::create_directories(tmp.str("moved"));
+  fs::copy_file(tmp.str("full/last.h5"), tmp.str("moved/last.h5"));
+  const auto r = test::run_atspeed(train_args(tmp, "moved") + " train.resume=true run.threads=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("written with 1 intra-op threads, this run has 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("run.threads=1"), std::string::npos) << r.output;
 }
 
 TEST(TrainCliDraft, DraftModelGetsKindDraftAndLoads) {

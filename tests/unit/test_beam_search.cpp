@@ -256,7 +256,9 @@ TEST(BeamSearchLlamaTest, BatchedEqualsOneByOne) {
   EXPECT_EQ(scorer.forward_calls(), 4);
   for (size_t r = 0; r < prompts.size(); ++r) {
     const auto one = search.run({prompts[r]});
-    expect_same(batched[r], one[0], 1e-5, "request " + std::to_string(r));
+    // Padding changes the matmul shapes, and with them the kernels' summation order: scores near -13
+    // differ by about 11 ulps (1.05e-5) on an AVX2 host. The beams themselves must be the same.
+    expect_same(batched[r], one[0], 1e-4, "request " + std::to_string(r));
   }
 }
 
