@@ -364,9 +364,13 @@ TEST(LlamaFusedCpuTest, KernelsEqualTheAtenOperators) {
   if (!fused_cpu::enabled()) GTEST_SKIP() << "ATSPEED_FUSED_CPU=0";
   torch::NoGradGuard g;
   torch::manual_seed(11);
+  // rtol 1e-5 (about 80 float ulps): the kernels and ATen sum and vectorise in different orders, and
+  // how far that moves the last bits depends on the host's ISA (a 1e-6 bound is about 10 ulps, the
+  // margin a batched-vs-one-by-one score test already exceeded on one CI host); a wrong index or
+  // formula is off by far more.
   auto close = [](const at::Tensor& a, const at::Tensor& b, const std::string& what) {
     ASSERT_EQ(a.sizes(), b.sizes()) << what;
-    EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-6)) << what << ": max abs diff " << (a - b).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << what << ": max abs diff " << (a - b).abs().max().item<double>();
   };
   {
     const at::Tensor x = torch::randn({3, 5, 24}) * 3, w = torch::rand({24}) + 0.5;
