@@ -60,7 +60,7 @@ target="runs/$ds-target/best.h5"
 init="runs/$ds-draft/best.h5"
 teacher="runs/$ds-teacher"
 # Exits with a hint when checkpoint $1 (runs/<name>/best.h5, from `launch/results.sh $ds $2`) is missing;
-# where the repo commits that checkpoint (docs/results/<name>/best.h5: Games target and hidden-64/128/256 CE
+# where the repo commits that checkpoint (docs/results/<name>/best.h5: the Games target and hidden-64/128/256 CE
 # starts, so that runs of different sessions and hosts share them), the hint is to copy it.
 need_checkpoint() {
   [ -f "$1" ] && return
